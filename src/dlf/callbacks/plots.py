@@ -1,0 +1,90 @@
+"""End-of-run figures for small models: the cost curve and, for 2-D inputs, the decision boundary."""
+
+from __future__ import annotations
+
+import lightning as L
+import numpy as np
+import torch
+
+from dlf.callbacks.figures import plt, publish, tensorboard
+
+
+class CostCurve(L.Callback):
+    """Records the training cost at every step and draws J against the step at the end of fit."""
+
+    def __init__(self):
+        self.steps: list[int] = []
+        self.costs: list[float] = []
+
+    def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx):
+        loss = outputs["loss"] if isinstance(outputs, dict) else outputs
+        if loss is not None:
+            self.steps.append(trainer.global_step)
+            self.costs.append(float(loss))
+
+    def state_dict(self):
+        return {"steps": self.steps, "costs": self.costs}
+
+    def load_state_dict(self, state):
+        self.steps, self.costs = list(state["steps"]), list(state["costs"])
+
+    def on_train_end(self, trainer, pl_module):
+        if not self.costs:
+            return
+        fig, ax = plt.subplots(figsize=(6, 3.5))
+        ax.plot(self.steps, self.costs, lw=1)
+        ax.set_xlabel("training step")
+        ax.set_ylabel("cost J")
+        ax.set_title("Cost function")
+        ax.grid(True, alpha=0.3)
+        if min(self.costs) > 0 and max(self.costs) / min(self.costs) > 100:
+            ax.set_yscale("log")
+        publish(trainer, "plots/cost_curve", fig, "cost_curve.png")
+
+
+class DecisionBoundary(L.Callback):
+    """For 2-D inputs: P(class 1) over the plane with the training points, at the end of fit. For tiny training sets
+    (XOR) it also prints each point's prediction and logs them as text and scalars."""
+
+    def __init__(self, resolution: int = 200, print_points_up_to: int = 16):
+        self.resolution = resolution
+        self.print_points_up_to = print_points_up_to
+
+    @torch.no_grad()
+    def on_train_end(self, trainer, pl_module):
+        dm = trainer.datamodule
+        facts = getattr(dm, "facts", None)
+        if facts is None or facts.input_shape != (2,) or facts.target != "binary":
+            return
+        x, y = dm.train[0].to(pl_module.device), dm.train[1]
+        was_training = pl_module.training
+        pl_module.eval()
+        lo, hi = x.min(0).values.cpu() - 0.5, x.max(0).values.cpu() + 0.5
+        g0, g1 = torch.meshgrid(torch.linspace(lo[0], hi[0], self.resolution),
+                                torch.linspace(lo[1], hi[1], self.resolution), indexing="xy")
+        grid = torch.stack([g0.reshape(-1), g1.reshape(-1)], 1).to(pl_module.device, x.dtype)
+        p = pl_module(grid)[:, 0].reshape(g0.shape).float().cpu().numpy()
+        fig, ax = plt.subplots(figsize=(4.5, 4))
+        cs = ax.contourf(g0.numpy(), g1.numpy(), p, levels=np.linspace(0, 1, 21), cmap="RdBu_r", alpha=0.8)
+        ax.contour(g0.numpy(), g1.numpy(), p, levels=[0.5], colors="k", linewidths=1.5)
+        xc, yc = x.cpu().numpy(), y[:, 0].cpu().numpy()
+        ax.scatter(xc[:, 0], xc[:, 1], c=yc, cmap="RdBu_r", edgecolors="k", s=60 if len(xc) <= 16 else 12, vmin=0, vmax=1)
+        fig.colorbar(cs, ax=ax, label="P(y = 1)")
+        ax.set_xlabel("x1")
+        ax.set_ylabel("x2")
+        ax.set_title(f"Decision boundary ({facts.name})")
+        publish(trainer, "plots/decision_boundary", fig, "decision_boundary.png")
+
+        if len(x) <= self.print_points_up_to:
+            y_hat = pl_module(x)[:, 0].float().cpu()
+            lines = ["  x1   x2  |  y  |  y_hat"]
+            for (a, b), t, q in zip(xc, yc, y_hat.tolist()):
+                lines.append(f"  {a:.0f}    {b:.0f}   |  {t:.0f}  |  {q:.4f}")
+            table = "\n".join(lines)
+            print(f"Predictions on the {len(x)} training points:\n{table}")
+            tb = tensorboard(trainer)
+            if tb is not None:
+                tb.add_text("predictions", "    " + table.replace("\n", "\n    "), trainer.global_step)
+                for (a, b), q in zip(xc, y_hat.tolist()):
+                    tb.add_scalar(f"predictions/x=({a:.0f},{b:.0f})", q, trainer.global_step)
+        pl_module.train(was_training)

@@ -1,0 +1,66 @@
+"""The MLP system: a feed-forward net, an output unit (sigmoid | softmax) and a cost (mse | sum_mse | cross_entropy)."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import torch
+import torchmetrics
+
+from dlf.data.base import DataFacts
+from dlf.errors import require
+from dlf.nets.costs import make_cost, output_unit
+from dlf.systems.base import System
+
+
+class MLPSystem(System):
+    """Trains an MLP on flattened inputs. A binary target gets one sigmoid output; classes get a softmax layer."""
+
+    ACCEPTS = ("vector", "sequence", "image")
+
+    def __init__(self, net: Callable, facts: DataFacts, cost: str = "mse", output: str = "auto",
+                 optimizer: Callable | None = None, scheduler: Callable | None = None):
+        super().__init__(facts, optimizer, scheduler)
+        require(facts.target in ("binary", "classes"),
+                f"model=mlp needs labelled data (binary or classes), data={facts.name} has target '{facts.target}'")
+        binary = facts.target == "binary"
+        if output == "auto":
+            output = "sigmoid" if binary else "softmax"
+        require(output in ("sigmoid", "softmax"), f"model.output={output!r} is not known: choose auto, sigmoid or softmax")
+        require(not (binary and output == "softmax"),
+                f"model.output=softmax needs class labels, data={facts.name} has a binary target: use model.output=sigmoid")
+        self.output = output
+        self.net = net(in_features=facts.flat_features, out_features=1 if binary else facts.num_classes)
+        self.impl = "scratch" if type(self.net).__name__.startswith("Scratch") else "torch"
+        self.cost_name = cost
+        self.cost = make_cost(cost, self.impl)
+        if binary:
+            make = lambda: torchmetrics.classification.BinaryAccuracy(validate_args=False)  # noqa: E731
+        else:
+            make = lambda: torchmetrics.classification.MulticlassAccuracy(  # noqa: E731
+                num_classes=facts.num_classes, average="micro", validate_args=False)
+        self.train_acc, self.val_acc, self.test_acc = make(), make(), make()
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """Output probabilities y_hat: [N, 1] for a binary target, [N, classes] for classes."""
+        return output_unit(self.net(x.flatten(1)), self.output)
+
+    def _step(self, batch, stage: str, acc: torchmetrics.Metric):
+        x, y = batch
+        z = self.net(x.flatten(1))
+        loss = self.cost(z, y, self.cost_name, self.output)
+        y_hat = output_unit(z.detach(), self.output)
+        acc.update(y_hat, y.to(torch.int64))
+        on_step = stage == "train"
+        self.log(f"{stage}/loss", loss, on_step=on_step, on_epoch=not on_step, prog_bar=True)
+        self.log(f"{stage}/acc", acc, on_step=False, on_epoch=True, prog_bar=stage != "train")
+        return loss
+
+    def training_step(self, batch, batch_idx):
+        return self._step(batch, "train", self.train_acc)
+
+    def validation_step(self, batch, batch_idx):
+        self._step(batch, "val", self.val_acc)
+
+    def test_step(self, batch, batch_idx):
+        self._step(batch, "test", self.test_acc)

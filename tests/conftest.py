@@ -1,0 +1,58 @@
+"""Shared test helpers: compose configs with Hydra's compose API, run the pipeline in-process or the CLI in a subprocess."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+from hydra import compose, initialize_config_dir
+from omegaconf import DictConfig, open_dict
+
+from dlf.train import CONFIG_DIR
+
+ROOT = Path(__file__).resolve().parents[1]
+
+torch.set_num_threads(min(2, torch.get_num_threads()))
+
+
+def make_cfg(overrides: list[str], tmp_path: Path, fast: bool = True) -> DictConfig:
+    """Compose configs/train.yaml with `overrides`; everything the run writes goes under tmp_path.
+
+    fast=True adds debug=fast-like limits unless the overrides set trainer keys themselves.
+    """
+    with initialize_config_dir(str(CONFIG_DIR), version_base="1.3"):
+        cfg = compose("train", overrides=list(overrides))
+    with open_dict(cfg):
+        cfg.paths.output_dir = str(tmp_path)
+        cfg.paths.data_dir = str(tmp_path.parent / "data_cache")  # shared by the tests of one session
+        cfg.paths.log_dir = str(tmp_path / "logs")
+        cfg.trainer.enable_progress_bar = False
+        cfg.trainer.enable_model_summary = False
+        if cfg.get("callbacks") and "model_summary" in cfg.callbacks:
+            cfg.callbacks.model_summary = None
+        if fast:
+            cfg.trainer.max_epochs = 1
+            cfg.trainer.limit_train_batches = 3
+            cfg.trainer.limit_val_batches = 2
+            cfg.trainer.limit_test_batches = 2
+    return cfg
+
+
+@pytest.fixture(scope="session")
+def data_cache(tmp_path_factory) -> Path:
+    return tmp_path_factory.mktemp("data_cache")
+
+
+def run_cli(args: list[str], cwd: Path, timeout: int = 300, env: dict | None = None) -> subprocess.CompletedProcess:
+    """`python train.py <args>` in a subprocess, logs under cwd (DLF_ROOT)."""
+    e = dict(os.environ)
+    e.pop("HYDRA_FULL_ERROR", None)
+    e["DLF_ROOT"] = str(cwd)
+    if env:
+        e.update(env)
+    return subprocess.run([sys.executable, str(ROOT / "train.py"), *args], cwd=cwd, env=e, capture_output=True,
+                          text=True, timeout=timeout)

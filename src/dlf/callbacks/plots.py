@@ -56,7 +56,8 @@ class DecisionBoundary(L.Callback):
         facts = getattr(dm, "facts", None)
         if facts is None or facts.input_shape != (2,) or facts.target != "binary":
             return
-        x, y = dm.train[0].to(pl_module.device), dm.train[1]
+        dtype = next(pl_module.parameters()).dtype
+        x, y = dm.train[0].to(pl_module.device, dtype), dm.train[1]
         was_training = pl_module.training
         pl_module.eval()
         lo, hi = x.min(0).values.cpu() - 0.5, x.max(0).values.cpu() + 0.5

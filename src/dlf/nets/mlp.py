@@ -10,7 +10,6 @@ dlf.nets.costs, so the cost's derivative is written out by hand too in the scrat
 
 from __future__ import annotations
 
-import math
 from collections.abc import Sequence
 
 import torch
@@ -102,14 +101,15 @@ class ScratchMLP(nn.Module):
         sizes = [in_features, *hidden, out_features]
         self.weights = nn.ParameterList()
         self.biases = nn.ParameterList()
-        for a, b in zip(sizes[:-1], sizes[1:]):
+        # Initialise exactly as TorchMLP does (nn.Linear layers, then the same re-init, in the same order), so that
+        # one seed gives both twins the same starting weights.
+        linears = [nn.Linear(a, b) for a, b in zip(sizes[:-1], sizes[1:])]
+        for lin in linears:
             if init == "normal":
-                w, bias = torch.randn(a, b), torch.zeros(b)   # W ~ N(0,1), b = 0
-            else:                                             # nn.Linear's default: U(-1/sqrt(in), 1/sqrt(in))
-                bound = 1.0 / math.sqrt(a)
-                w, bias = torch.empty(a, b).uniform_(-bound, bound), torch.empty(b).uniform_(-bound, bound)
-            self.weights.append(nn.Parameter(w))
-            self.biases.append(nn.Parameter(bias))
+                nn.init.normal_(lin.weight)                   # W ~ N(0, 1)
+                nn.init.zeros_(lin.bias)                      # b = 0
+            self.weights.append(nn.Parameter(lin.weight.detach().T.contiguous()))  # stored [in, out]: z = a W + b
+            self.biases.append(nn.Parameter(lin.bias.detach().clone()))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         params = [p for wb in zip(self.weights, self.biases) for p in wb]

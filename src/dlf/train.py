@@ -172,6 +172,11 @@ def _task(cfg: DictConfig) -> None:
         _fail("interrupted", 130)
     except RunInterrupted as e:
         _fail(str(e), e.code)
+    except SystemExit as e:  # Lightning's SIGTERMException (a SystemExit with no code) must not exit 0
+        if type(e).__name__ == "SIGTERMException":
+            _fail("stopped by SIGTERM at the end of a batch without a checkpoint: resume with ckpt_path=last "
+                  "(the newest last.ckpt)", 143)
+        raise
     except Exception as e:  # noqa: BLE001 - one line, not a traceback
         if os.environ.get("HYDRA_FULL_ERROR") == "1":
             raise

@@ -101,13 +101,17 @@ class RunGuard(L.Callback):
         self.check_weights = check_weights
         self._signal: str | None = None
         self._old_handlers: dict = {}
+        self._active = False
         self._monitor_checked = False
 
     # --- signals -------------------------------------------------------------------------------------------------
     def _handler(self, signum, frame):
         name = signal.Signals(signum).name
-        if self._signal == "SIGINT" and name == "SIGINT":
-            raise KeyboardInterrupt  # second Ctrl+C: stop now (last.ckpt is written atomically, so it stays whole)
+        if not self._active or (self._signal == "SIGINT" and name == "SIGINT"):
+            # outside fit, or a second Ctrl+C: stop now (last.ckpt is written atomically, so it stays whole)
+            if name == "SIGINT":
+                raise KeyboardInterrupt
+            raise SystemExit(143)
         self._signal = name
 
     def install_handlers(self) -> None:
@@ -128,10 +132,21 @@ class RunGuard(L.Callback):
 
     def setup(self, trainer, pl_module, stage):
         if stage == "fit":
-            self.install_handlers()  # before Lightning's own SIGTERM handler, which composes with ours
+            self._active = True
+            self.install_handlers()
+
+    def on_fit_start(self, trainer, pl_module):
+        # Lightning installs its SIGTERM handler after `setup`; it would stop the run after the current batch without
+        # a checkpoint (and exit 0). Ours replaces it: save last.ckpt at the batch end, then exit 143.
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            try:
+                signal.signal(sig, self._handler)
+            except ValueError:
+                pass
 
     def teardown(self, trainer, pl_module, stage):
         if stage == "fit":
+            self._active = False
             self.restore_handlers()
 
     def stop_if_signalled(self, trainer) -> None:
@@ -149,6 +164,7 @@ class RunGuard(L.Callback):
         raise RunInterrupted(self._signal, path, 130 if self._signal == "SIGINT" else 143)
 
     def on_train_start(self, trainer, pl_module):
+        self.on_fit_start(trainer, pl_module)
         # Loaders of data modules that override train_dataloader() still take their position from the Trainer.
         dm = trainer.datamodule
         pos = getattr(dm, "_fit_position", None)

@@ -15,12 +15,15 @@ import json
 import os
 import subprocess
 import sys
+import tempfile
 import time
 from pathlib import Path
 from types import SimpleNamespace
 
 ROOT = Path(__file__).resolve().parents[1]
 TESTS = ROOT / "tests"
+# Generated datasets (MNIST-1D) for CLI tests: deterministic and written atomically, so sessions can share them.
+DATA_CACHE = Path(os.environ.get("DLF_TEST_DATA", Path(tempfile.gettempdir()) / "dlf-test-data"))
 
 
 def cli_env(cwd: Path, env: dict | None = None) -> dict:
@@ -63,6 +66,23 @@ class CLIServer:
         err.unlink()
         return res
 
+    def run_together(self, jobs: list[tuple[list[str], Path]], timeout: int = 300) -> list:
+        """Start all commands at once (forked within milliseconds of each other); wait for all."""
+        files = []
+        for args, cwd in jobs:
+            out, err = Path(cwd) / f".cli_{time.monotonic_ns()}.out", Path(cwd) / f".cli_{time.monotonic_ns()}.err"
+            files.append((out, err))
+            job = {"args": list(args), "cwd": str(cwd), "env": cli_env(Path(cwd)), "out": str(out), "err": str(err),
+                   "timeout": timeout, "together": True}
+            self.proc.stdin.write(json.dumps(job) + "\n")
+        self.proc.stdin.write(json.dumps({"go": True}) + "\n")
+        self.proc.stdin.flush()
+        results = []
+        for out, err in files:
+            rc = json.loads(self.proc.stdout.readline())["rc"]
+            results.append(SimpleNamespace(returncode=rc, stdout=out.read_text(), stderr=err.read_text()))
+        return results
+
     def close(self):
         if self.proc.poll() is None:
             self.proc.stdin.close()
@@ -73,6 +93,20 @@ class CLIServer:
 
     def __exit__(self, *exc):
         self.close()
+
+
+_SHARED: CLIServer | None = None
+
+
+def shared_server() -> CLIServer:
+    """One server for the whole pytest process (its start costs the imports once), closed at exit."""
+    global _SHARED
+    if _SHARED is None or _SHARED.proc.poll() is not None:
+        import atexit
+
+        _SHARED = CLIServer()
+        atexit.register(_SHARED.close)
+    return _SHARED
 
 
 def _child(job: dict) -> int:
@@ -113,24 +147,32 @@ def _serve() -> None:
     import dlf.train  # noqa: F401
 
     print(json.dumps({"ready": True}), flush=True)
+    batch: list[dict] = []
     for line in sys.stdin:
         job = json.loads(line)
-        pid = os.fork()
-        if pid == 0:
-            code = 1
-            try:
-                code = _child(job)
-            finally:
-                os._exit(code)
-        deadline = time.monotonic() + job["timeout"]
-        while True:
-            done, status = os.waitpid(pid, os.WNOHANG)
-            if done:
-                break
-            if time.monotonic() > deadline:
-                os.kill(pid, 9)
-            time.sleep(0.02)
-        print(json.dumps({"rc": os.waitstatus_to_exitcode(status)}), flush=True)
+        if job.get("together"):
+            batch.append(job)
+            continue
+        jobs, batch = (batch, []) if job.get("go") else ([job], batch)
+        pids = []
+        for j in jobs:
+            pid = os.fork()
+            if pid == 0:
+                code = 1
+                try:
+                    code = _child(j)
+                finally:
+                    os._exit(code)
+            pids.append((pid, time.monotonic() + j["timeout"]))
+        for pid, deadline in pids:
+            while True:
+                done, status = os.waitpid(pid, os.WNOHANG)
+                if done:
+                    break
+                if time.monotonic() > deadline:
+                    os.kill(pid, 9)
+                time.sleep(0.02)
+            print(json.dumps({"rc": os.waitstatus_to_exitcode(status)}), flush=True)
 
 
 if __name__ == "__main__" and sys.argv[1:] == ["--serve"]:

@@ -34,3 +34,39 @@ class KillAt(L.Callback):
     def on_validation_end(self, trainer, pl_module):
         if self.where == "val_end" and not trainer.sanity_checking and trainer.current_epoch == self.step:
             self._fire()
+
+
+class PoisonAt(L.Callback):
+    """Make one weight NaN at optimizer step `step` (as a too-large learning rate would), before that step's end."""
+
+    def __init__(self, step: int):
+        self.step = int(step)
+
+    def on_before_zero_grad(self, trainer, pl_module, optimizer):
+        if trainer.global_step == self.step:
+            import torch
+
+            with torch.no_grad():
+                next(pl_module.parameters()).view(-1)[0] = float("nan")
+
+
+class KillDuringSave(L.Callback):
+    """SIGKILL this process in the middle of writing its `n`-th checkpoint (after part of the bytes are on disk)."""
+
+    def __init__(self, n: int = 2):
+        self.n = int(n)
+
+    def setup(self, trainer, pl_module, stage):
+        import dlf.checkpoint as ck
+
+        real, count = ck._torch_save, [0]
+
+        def torn(obj, f):
+            count[0] += 1
+            if count[0] < self.n:
+                return real(obj, f)
+            f.write(b"PK\x03\x04" + b"\0" * 4096)
+            f.flush()
+            os.kill(os.getpid(), signal.SIGKILL)
+
+        ck._torch_save = torn

@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from cli_server import CLIServer, run_train
+from cli_server import DATA_CACHE, run_train, shared_server
 
 # model name -> overrides that keep its run to a few dozen steps (>= 3 epochs, >= 6 steps an epoch)
 RESUME_MODELS = {
@@ -33,13 +33,12 @@ EXIT = {"SIGKILL": -9, "SIGTERM": 143, "SIGINT": 130}
 
 @pytest.fixture(scope="module")
 def server():
-    with CLIServer() as srv:
-        yield srv
+    return shared_server()
 
 
 @pytest.fixture(scope="module")
-def shared_data(tmp_path_factory) -> Path:
-    return tmp_path_factory.mktemp("resume_data")
+def shared_data() -> Path:
+    return DATA_CACHE
 
 
 def _args(model: str, data_dir: Path) -> list[str]:

@@ -80,9 +80,13 @@ def read_checkpoint(path: str | Path, map_location=None) -> dict:
     try:
         ckpt = torch.load(path, map_location=map_location or "cpu", weights_only=True)
     except Exception as e:  # noqa: BLE001 - truncated zip, pickle with code, not a torch file, ...
-        why = str(e).strip().splitlines()[0][:120] if str(e).strip() else type(e).__name__
-        raise DlfError(f"ckpt_path={path} is not a readable dlf checkpoint ({type(e).__name__}: {why}): pass a "
-                       ".ckpt written by dlf (checkpoints/last.ckpt or best.ckpt)") from None
+        text = str(e)
+        if "Unsupported global" in text or "GLOBAL" in text:
+            why = "it holds pickled Python objects, which torch.load(weights_only=True) refuses to run"
+        else:
+            why = f"not a complete PyTorch file: truncated or another format; {type(e).__name__}"
+        raise DlfError(f"ckpt_path={path} is not a readable dlf checkpoint ({why}): pass a .ckpt written by dlf "
+                       "(checkpoints/last.ckpt or best.ckpt)") from None
     if not isinstance(ckpt, dict) or "state_dict" not in ckpt:
         raise DlfError(f"ckpt_path={path} holds no model state_dict: pass a .ckpt written by dlf")
     return ckpt

@@ -198,7 +198,8 @@ def precheck(overrides: list[str]) -> DictConfig:
     try:
         parsed = OverridesParser.create().parse_overrides(args)
     except HydraException as e:
-        raise DlfError(f"cannot read the command line: {_one_line(e)}") from None
+        raise DlfError(f"cannot read the command line: {_one_line(e)}: write overrides as key=value (quote values "
+                       "with spaces or brackets)") from None
     first = []
     for o in parsed:
         key = o.key_or_group
@@ -218,7 +219,16 @@ def precheck(overrides: list[str]) -> DictConfig:
         with initialize_config_dir(str(CONFIG_DIR), version_base="1.3"):
             cfg = compose("train", overrides=first)
     except (HydraException, OmegaConfBaseException) as e:
-        raise DlfError(f"bad configuration: {_one_line(e)}") from None
+        import re
+
+        m = re.search(r"Could not override '([^']+)'", str(e))
+        if m:
+            key = m.group(1)
+            group = key.split(".")[0]
+            where = f" (the keys of {group} are in configs/{group}/)" if group in GROUPS else ""
+            raise DlfError(f"unknown option '{key}'{where}: check its spelling (`python train.py --cfg job` prints "
+                           f"every key), or add a new key with +{key}=...") from None
+        raise DlfError(f"bad configuration: {_one_line(e)}: check the spelling of the option and its value") from None
     from omegaconf import open_dict
 
     with open_dict(cfg):  # no Hydra run yet: stand in for the run dir so every other value resolves

@@ -115,6 +115,9 @@ def run(cfg: DictConfig) -> dict:
         best = trainer.checkpoint_callback.best_model_path if trainer.checkpoint_callback else ""
         if cfg.get("train", True) and best:
             test_metrics = trainer.test(model, datamodule=datamodule, ckpt_path=best, weights_only=True, verbose=False)
+        elif ckpt_path:  # train=false ckpt_path=...: evaluate that checkpoint
+            test_metrics = trainer.test(model, datamodule=datamodule, ckpt_path=str(ckpt_path), weights_only=True,
+                                        verbose=False)
         else:
             test_metrics = trainer.test(model, datamodule=datamodule, verbose=False)
         for d in test_metrics:
@@ -262,7 +265,8 @@ def resume_args(args: list[str], cfg: DictConfig) -> list[str]:
     check_compatible(read_checkpoint(path), OmegaConf.to_container(cfg.model, resolve=False), path, hint)
     out = [a for a in args if not a.split("=", 1)[0].lstrip("+~") == "ckpt_path"] + [f"ckpt_path={_quote(str(path))}"]
     multirun = any(a in ("-m", "--multirun") for a in args)
-    if run is not None and not multirun and not any(a.startswith("hydra.run.dir=") for a in args):
+    resuming = cfg.get("train", True)  # train=false only evaluates the checkpoint: a new run dir, the old one untouched
+    if run is not None and resuming and not multirun and not any(a.startswith("hydra.run.dir=") for a in args):
         out.append(f"hydra.run.dir={_quote(str(run))}")
     return out
 

@@ -82,7 +82,7 @@ class LastCheckpoint(Checkpoint):
     def save(self, trainer) -> None:
         if trainer.sanity_checking or trainer.state.fn != "fit":
             return
-        trainer.save_checkpoint(self.path)
+        trainer.save_checkpoint(self.path, weights_only=False)
         self._saved_at = trainer.global_step
 
     def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx):
@@ -160,7 +160,7 @@ class RunGuard(L.Callback):
         elif ckpt_cb is not None and ckpt_cb.dirpath:
             path = str(Path(ckpt_cb.dirpath) / "last.ckpt")
         if path:
-            trainer.save_checkpoint(path)
+            trainer.save_checkpoint(path, weights_only=False)
         raise RunInterrupted(self._signal, path, 130 if self._signal == "SIGINT" else 143)
 
     def on_train_start(self, trainer, pl_module):

@@ -66,14 +66,15 @@ class CLIServer:
         err.unlink()
         return res
 
-    def run_together(self, jobs: list[tuple[list[str], Path]], timeout: int = 300) -> list:
-        """Start all commands at once (forked within milliseconds of each other); wait for all."""
+    def run_together(self, jobs: list[tuple[list[str], Path]], timeout: int = 300, frozen_now: str = "") -> list:
+        """Start all commands at once (forked within milliseconds of each other); wait for all. `frozen_now` (ISO
+        time) fixes the clock Hydra's ${now:...} reads, so the runs provably start "in the same second"."""
         files = []
         for args, cwd in jobs:
             out, err = Path(cwd) / f".cli_{time.monotonic_ns()}.out", Path(cwd) / f".cli_{time.monotonic_ns()}.err"
             files.append((out, err))
             job = {"args": list(args), "cwd": str(cwd), "env": cli_env(Path(cwd)), "out": str(out), "err": str(err),
-                   "timeout": timeout, "together": True}
+                   "timeout": timeout, "together": True, "frozen_now": frozen_now}
             self.proc.stdin.write(json.dumps(job) + "\n")
         self.proc.stdin.write(json.dumps({"go": True}) + "\n")
         self.proc.stdin.flush()
@@ -120,6 +121,19 @@ def _child(job: dict) -> int:
     devnull = os.open(os.devnull, os.O_RDONLY)
     os.dup2(devnull, 0)
     sys.argv = [str(ROOT / "train.py"), *job["args"]]
+    if job.get("frozen_now"):  # make ${now:...} (the run dir's time stamp) the same for every child
+        import datetime
+
+        import hydra.core.utils as hcu
+
+        frozen = datetime.datetime.fromisoformat(job["frozen_now"])
+
+        class Frozen(datetime.datetime):
+            @classmethod
+            def now(cls, tz=None):
+                return frozen
+
+        hcu.datetime = Frozen  # Hydra's ${now:} resolver reads hydra.core.utils.datetime.now()
     from dlf.train import cli
 
     try:

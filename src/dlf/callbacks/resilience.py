@@ -176,10 +176,13 @@ class RunGuard(L.Callback):
     # --- divergence ----------------------------------------------------------------------------------------------
     def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx):
         step = trainer.global_step
-        for loss in _losses(outputs):
-            if not torch.isfinite(loss.detach()).all():
-                self._diverged(trainer, f"the training loss is {float(loss)}", step)
-        if self.check_weights:
+        losses = [loss.detach().reshape(()) for loss in _losses(outputs)]
+        params = list(pl_module.parameters()) if self.check_weights else []
+        checks = [torch.isfinite(x).all() for x in losses] + [torch.isfinite(p.detach()).all() for p in params]
+        if checks and not bool(torch.stack(checks).all()):  # one device sync per step, not one per tensor
+            for loss in losses:
+                if not torch.isfinite(loss):
+                    self._diverged(trainer, f"the training loss is {float(loss)}", step)
             for name, p in pl_module.named_parameters():
                 if not torch.isfinite(p.detach()).all():
                     self._diverged(trainer, f"weight {name} is no longer finite", step)

@@ -63,7 +63,12 @@ class TensorLoader:
         self.drop_last = drop_last
         self.seed = int(seed)
         self.repeats = int(repeats)
-        self.epoch = 0
+        self.epoch = 0        # the epoch whose order the next pass draws
+        self.skip = 0         # batches of that pass already trained on before a resume
+        # Set by a data module: () -> (epoch, batches trained this epoch) from the Trainer's own progress counters,
+        # which are exact at checkpoint time (Lightning prefetches a batch, so counting yields would be off by one).
+        self.position = None
+        self._pass: list[int] | None = None  # [epoch, batches yielded] of the pass in progress
 
     def _batches_per_pass(self) -> int:
         if self.drop_last:
@@ -74,25 +79,46 @@ class TensorLoader:
         return self._batches_per_pass() * self.repeats
 
     def __iter__(self):
-        epoch, self.epoch = self.epoch, self.epoch + 1
+        epoch, skip = self.epoch, self.skip
+        self.epoch, self.skip = epoch + 1, 0
+        self._pass = [epoch, skip]
         gen = torch.Generator().manual_seed(self.seed * 100_003 + epoch)
         per_pass = self._batches_per_pass()
+        i = 0
         for _ in range(self.repeats):
             if self.shuffle:
-                order = torch.randperm(self.n, generator=gen)
-                data = tuple(t[order] for t in self.tensors)
-            else:
-                data = self.tensors
+                order = torch.randperm(self.n, generator=gen)  # drawn even for skipped passes: same order after
             for b in range(per_pass):
+                i += 1
+                if i <= skip:  # resumed mid-epoch: these batches were trained on before the interruption
+                    continue
                 s = slice(b * self.batch_size, (b + 1) * self.batch_size)
-                yield tuple(t[s] for t in data)
+                self._pass[1] = i
+                if self.shuffle:
+                    idx = order[s]
+                    yield tuple(t[idx] for t in self.tensors)
+                else:
+                    yield tuple(t[s] for t in self.tensors)
 
-    # Lightning stores these in checkpoints for stateful loaders, so a resumed run continues the same epoch order.
+    # Lightning stores these in checkpoints for stateful loaders (and the data module's state_dict holds them too),
+    # so a resumed run continues the same epoch order at the right batch: {"epoch": e, "batch": batches done in e}.
     def state_dict(self) -> dict:
-        return {"epoch": self.epoch}
+        if self.position is not None and (pos := self.position()) is not None:
+            epoch, done = pos
+        elif self._pass is not None:
+            epoch, done = self._pass
+        else:
+            epoch, done = self.epoch, self.skip
+        return {"epoch": int(epoch), "batch": int(done)}
 
     def load_state_dict(self, state: dict) -> None:
-        self.epoch = int(state.get("epoch", 0))
+        epoch, done = int(state.get("epoch", 0)), state.get("batch")
+        if done is None:  # older format: {"epoch": next epoch}
+            self.epoch, self.skip, self._pass = epoch, 0, None
+            return
+        if int(done) >= len(self):
+            epoch, done = epoch + 1, 0
+        self.epoch, self.skip, self._pass = epoch, int(done), None
 
 
 class InMemoryDataModule(L.LightningDataModule):
@@ -126,7 +152,18 @@ class InMemoryDataModule(L.LightningDataModule):
     def train_dataloader(self):
         if self._train_loader is None:
             self._train_loader = TensorLoader(self.train, self.batch_size, shuffle=True, seed=self.seed)
+        self._train_loader.position = self._fit_position
         return self._train_loader
+
+    def _fit_position(self) -> tuple[int, int] | None:
+        """(epoch, batches trained in it) from the Trainer while fitting: exact at every checkpoint save."""
+        trainer = getattr(self, "trainer", None)
+        if trainer is None or trainer.state.fn != "fit":
+            return None
+        done = trainer.fit_loop.epoch_loop.batch_progress.current.processed
+        if done >= trainer.num_training_batches:  # the epoch is over (limit_train_batches may cut it short)
+            return trainer.current_epoch + 1, 0
+        return trainer.current_epoch, done
 
     def val_dataloader(self):
         return TensorLoader(self.val, self.eval_batch_size)
@@ -135,7 +172,11 @@ class InMemoryDataModule(L.LightningDataModule):
         return TensorLoader(self.test, self.eval_batch_size)
 
     def state_dict(self) -> dict:
-        return {"train_loader": self._train_loader.state_dict()} if self._train_loader else {}
+        if self._train_loader is None:
+            return {}
+        if self._train_loader.position is None:
+            self._train_loader.position = self._fit_position
+        return {"train_loader": self._train_loader.state_dict()}
 
     def load_state_dict(self, state: dict) -> None:
         if "train_loader" in state:

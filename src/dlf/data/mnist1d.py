@@ -55,8 +55,8 @@ class MNIST1DDataModule(InMemoryDataModule):
                  batch_size: int = 100, data_seed: int = 42, seed: int = 0):
         super().__init__(batch_size=batch_size, seed=seed)
         require(isinstance(num_samples, int) and num_samples >= 50,
-                f"data.num_samples={num_samples!r} must be an integer >= 50")
-        require(0 <= val_fraction < 1, f"data.val_fraction={val_fraction} must be in [0, 1)")
+                f"data.num_samples={num_samples!r} must be an integer >= 50: set e.g. data.num_samples=5000")
+        require(0 <= val_fraction < 1, f"data.val_fraction={val_fraction} must be in [0, 1): set e.g. data.val_fraction=0.1")
         self.data_dir, self.num_samples, self.val_fraction, self.data_seed = data_dir, num_samples, val_fraction, data_seed
 
     def build(self) -> None:

@@ -21,7 +21,7 @@ class XORDataModule(InMemoryDataModule):
     def __init__(self, repeats: int = 50):
         super().__init__(batch_size=4)
         require(isinstance(repeats, int) and repeats > 0,
-                f"data.repeats={repeats!r} must be a positive integer (full-batch steps per epoch)")
+                f"data.repeats={repeats!r} must be a positive integer (full-batch steps per epoch): set e.g. data.repeats=50")
         self.repeats = repeats
 
     def build(self) -> None:

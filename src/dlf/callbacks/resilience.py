@@ -1,0 +1,227 @@
+"""RunGuard: what makes a run resumable bit-for-bit and stops it cleanly when something goes wrong.
+
+- RNG states (python, numpy, torch CPU and CUDA) travel in every checkpoint and are restored on resume, so a model
+  that draws noise in its training step (dropout, a GAN's z) draws the same numbers after a resume. Sampling done
+  outside the training step (figures, validation samples) should use its own `torch.Generator`.
+- A non-finite loss (or weights) stops the run with one line naming the step, before any checkpoint is written, so
+  last.ckpt and best.ckpt keep the last good weights.
+- SIGINT (Ctrl+C) and SIGTERM set a flag; at the end of the current training batch (a consistent point: the optimizer
+  step is complete) the guard writes checkpoints/last.ckpt and stops the run. A second SIGINT stops at once.
+- The monitored metric must exist: after the first validation an unknown `monitor=` fails in one line that lists the
+  logged metrics.
+- The checkpoint's `dlf` entry also records the model config and task, so a checkpoint of another model is refused.
+"""
+
+from __future__ import annotations
+
+import random
+import signal
+from pathlib import Path
+
+import lightning as L
+from lightning.pytorch.callbacks import Checkpoint
+import numpy as np
+import torch
+
+from dlf.errors import DlfError
+
+
+class RunInterrupted(Exception):
+    """The run stopped on SIGINT/SIGTERM after saving `path`; `code` is the exit status (130 or 143)."""
+
+    def __init__(self, signame: str, path: str | None, code: int):
+        self.signame, self.path, self.code = signame, path, code
+        saved = f"saved {path}" if path else "no checkpoint saved (checkpointing is off)"
+        super().__init__(f"stopped by {signame}, {saved}: resume with the same command plus ckpt_path=last"
+                         if path else f"stopped by {signame}, {saved}")
+
+
+def rng_state() -> dict:
+    """All global RNG states as tensors and plain numbers (loadable with weights_only=True)."""
+    np_state = np.random.get_state()
+    py = random.getstate()
+    state = {
+        "torch": torch.get_rng_state(),
+        "numpy": {"keys": torch.from_numpy(np_state[1].astype(np.int64)), "pos": int(np_state[2]),
+                  "has_gauss": int(np_state[3]), "gauss": float(np_state[4])},
+        "python": {"version": py[0], "state": list(py[1]), "gauss": py[2]},
+    }
+    if torch.cuda.is_available() and torch.cuda.is_initialized():
+        state["cuda"] = torch.cuda.get_rng_state_all()
+    return state
+
+
+def set_rng_state(state: dict) -> None:
+    torch.set_rng_state(state["torch"])
+    n = state["numpy"]
+    np.random.set_state(("MT19937", n["keys"].numpy().astype(np.uint32), n["pos"], n["has_gauss"], n["gauss"]))
+    p = state["python"]
+    random.setstate((p["version"], tuple(p["state"]), p["gauss"]))
+    if "cuda" in state and torch.cuda.is_available():
+        torch.cuda.set_rng_state_all(state["cuda"])
+
+
+def _losses(outputs) -> list[torch.Tensor]:
+    if isinstance(outputs, torch.Tensor):
+        return [outputs]
+    if isinstance(outputs, dict):
+        return [v for v in outputs.values() if isinstance(v, torch.Tensor) and v.numel() == 1]
+    return []
+
+
+class LastCheckpoint(Checkpoint):
+    """Keeps <dirpath>/last.ckpt current: every `every_n_train_steps` optimizer steps (0: off) and at the end of every
+    training epoch, including the last. (ModelCheckpoint's own save_last refreshes last.ckpt only when `best` improves.)
+    A Checkpoint subclass, so Lightning runs it after the other callbacks (after RunGuard's divergence check)."""
+
+    def __init__(self, dirpath: str, every_n_train_steps: int = 100, filename: str = "last.ckpt"):
+        self.path = str(Path(dirpath) / filename)
+        self.every = int(every_n_train_steps or 0)
+        self._saved_at = -1
+
+    def save(self, trainer) -> None:
+        if trainer.sanity_checking or trainer.state.fn != "fit":
+            return
+        trainer.save_checkpoint(self.path, weights_only=False)
+        self._saved_at = trainer.global_step
+
+    def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx):
+        if self.every and trainer.global_step % self.every == 0 and trainer.global_step != self._saved_at:
+            self.save(trainer)
+
+    def on_train_epoch_end(self, trainer, pl_module):
+        self.save(trainer)
+
+
+class RunGuard(L.Callback):
+    """See the module docstring. `meta` (model config, task name, run dir) is written into every checkpoint."""
+
+    def __init__(self, meta: dict | None = None, check_weights: bool = True):
+        self.meta = dict(meta or {})
+        self.check_weights = check_weights
+        self._signal: str | None = None
+        self._old_handlers: dict = {}
+        self._active = False
+        self._monitor_checked = False
+
+    # --- signals -------------------------------------------------------------------------------------------------
+    def _handler(self, signum, frame):
+        name = signal.Signals(signum).name
+        if not self._active or (self._signal == "SIGINT" and name == "SIGINT"):
+            # outside fit, or a second Ctrl+C: stop now (last.ckpt is written atomically, so it stays whole)
+            if name == "SIGINT":
+                raise KeyboardInterrupt
+            raise SystemExit(143)
+        self._signal = name
+
+    def install_handlers(self) -> None:
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            try:
+                self._old_handlers[sig] = signal.signal(sig, self._handler)
+            except ValueError:  # not the main thread
+                pass
+
+    def restore_handlers(self) -> None:
+        for sig, h in self._old_handlers.items():
+            signal.signal(sig, h)
+        self._old_handlers = {}
+
+    @property
+    def pending_signal(self) -> str | None:
+        return self._signal
+
+    def setup(self, trainer, pl_module, stage):
+        if stage == "fit":
+            self._active = True
+            self.install_handlers()
+
+    def on_fit_start(self, trainer, pl_module):
+        # Lightning installs its SIGTERM handler after `setup`; it would stop the run after the current batch without
+        # a checkpoint (and exit 0). Ours replaces it: save last.ckpt at the batch end, then exit 143.
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            try:
+                signal.signal(sig, self._handler)
+            except ValueError:
+                pass
+
+    def teardown(self, trainer, pl_module, stage):
+        if stage == "fit":
+            self._active = False
+            self.restore_handlers()
+
+    def stop_if_signalled(self, trainer) -> None:
+        if self._signal is None:
+            return
+        path = None
+        last = [c for c in trainer.callbacks if isinstance(c, LastCheckpoint)]
+        ckpt_cb = trainer.checkpoint_callback
+        if last:
+            path = last[0].path
+        elif ckpt_cb is not None and ckpt_cb.dirpath:
+            path = str(Path(ckpt_cb.dirpath) / "last.ckpt")
+        if path:
+            trainer.save_checkpoint(path, weights_only=False)
+        raise RunInterrupted(self._signal, path, 130 if self._signal == "SIGINT" else 143)
+
+    def on_train_start(self, trainer, pl_module):
+        self.on_fit_start(trainer, pl_module)
+        # Loaders of data modules that override train_dataloader() still take their position from the Trainer.
+        dm = trainer.datamodule
+        pos = getattr(dm, "_fit_position", None)
+        loader = getattr(trainer.fit_loop, "_combined_loader", None)
+        for dl in (loader.flattened if loader is not None else []):
+            if pos is not None and hasattr(dl, "position") and dl.position is None:
+                dl.position = pos
+
+    # --- divergence ----------------------------------------------------------------------------------------------
+    def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx):
+        step = trainer.global_step
+        losses = [loss.detach().reshape(()) for loss in _losses(outputs)]
+        params = list(pl_module.parameters()) if self.check_weights else []
+        checks = [torch.isfinite(x).all() for x in losses] + [torch.isfinite(p.detach()).all() for p in params]
+        if checks and not bool(torch.stack(checks).all()):  # one device sync per step, not one per tensor
+            for loss in losses:
+                if not torch.isfinite(loss):
+                    self._diverged(trainer, f"the training loss is {float(loss)}", step)
+            for name, p in pl_module.named_parameters():
+                if not torch.isfinite(p.detach()).all():
+                    self._diverged(trainer, f"weight {name} is no longer finite", step)
+        self.stop_if_signalled(trainer)
+
+    @staticmethod
+    def _diverged(trainer, what: str, step: int):
+        lr = ""
+        if trainer.optimizers:
+            lr = f" (lr={trainer.optimizers[0].param_groups[0]['lr']:g})"
+        kept = ""
+        last = [c.path for c in trainer.callbacks if isinstance(c, LastCheckpoint) and Path(c.path).exists()]
+        if last:
+            kept = f"; the last good checkpoint is kept: {last[0]}"
+        raise DlfError(f"training diverged at step {step}: {what}{kept}: lower the learning rate{lr}, e.g. "
+                       "optimizer.lr=0.001, or clip gradients with trainer.gradient_clip_val=1.0")
+
+    # --- monitor -------------------------------------------------------------------------------------------------
+    def on_validation_end(self, trainer, pl_module):
+        if self._monitor_checked or trainer.sanity_checking:
+            return
+        self._monitor_checked = True
+        for cb in trainer.checkpoint_callbacks:
+            key = getattr(cb, "monitor", None)
+            if key and key not in trainer.callback_metrics:
+                logged = ", ".join(sorted(trainer.callback_metrics)) or "nothing"
+                raise DlfError(f"monitor={key} is not a metric this run logs (it logs {logged}): set monitor= to "
+                               "one of those, e.g. monitor=val/loss")
+
+    def on_train_epoch_end(self, trainer, pl_module):
+        self.stop_if_signalled(trainer)
+
+    # --- what travels in the checkpoint --------------------------------------------------------------------------
+    def state_dict(self) -> dict:
+        return {"rng": rng_state()}
+
+    def load_state_dict(self, state: dict) -> None:
+        if "rng" in state:
+            set_rng_state(state["rng"])
+
+    def on_save_checkpoint(self, trainer, pl_module, checkpoint):
+        checkpoint["dlf"] = {**self.meta, "global_step": trainer.global_step}

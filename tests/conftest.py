@@ -52,6 +52,8 @@ def run_cli(args: list[str], cwd: Path, timeout: int = 300, env: dict | None = N
     e = dict(os.environ)
     e.pop("HYDRA_FULL_ERROR", None)
     e["DLF_ROOT"] = str(cwd)
+    # this checkout's code, whatever is installed (absolute: the subprocess runs in cwd)
+    e["PYTHONPATH"] = os.pathsep.join([str(ROOT / "src"), *filter(None, [e.get("PYTHONPATH")])])
     if env:
         e.update(env)
     return subprocess.run([sys.executable, str(ROOT / "train.py"), *args], cwd=cwd, env=e, capture_output=True,

@@ -96,7 +96,7 @@ def dlf_run(seed: int, overrides: list[str], margin: float):
         cfg.trainer.enable_progress_bar = False
         cfg.trainer.enable_model_summary = False
         cfg.trainer.enable_checkpointing = False
-        for k in ("model_checkpoint", "model_summary", "cost_curve", "decision_boundary"):
+        for k in ("model_checkpoint", "step_checkpoint", "model_summary", "cost_curve", "decision_boundary"):
             cfg.callbacks[k] = None
     steps = cfg.trainer.max_epochs * cfg.data.repeats
     captured = {}

@@ -86,6 +86,7 @@ def _final_weights(tmp_path, impl):
                     "trainer.max_epochs=2", "data.repeats=20", "optimizer=momentum"], tmp_path, fast=False)
     with open_dict(cfg):
         cfg.callbacks.model_checkpoint = None
+        cfg.callbacks.step_checkpoint = None
         cfg.trainer.enable_checkpointing = False
     captured = {}
     from dlf.systems import mlp as mlp_mod
@@ -132,7 +133,7 @@ def test_default_model_solves_xor_on_19_of_20_seeds(tmp_path):
         cfg = make_cfg([f"seed={seed}", "logger=none", "test=false"], tmp_path / str(seed), fast=False)
         cfg.model._target_ = f"{__name__}._CheckSystem"
         with open_dict(cfg):
-            for k in ("model_checkpoint", "cost_curve", "decision_boundary"):
+            for k in ("model_checkpoint", "step_checkpoint", "cost_curve", "decision_boundary"):
                 cfg.callbacks[k] = None
             cfg.trainer.enable_checkpointing = False
         run(cfg)

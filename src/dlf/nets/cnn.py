@@ -1,0 +1,278 @@
+"""A configurable CNN: conv blocks (filters, kernel, stride, padding, activation, optional pooling), then a
+fully-connected head that classifies. 2-D for images [N, C, H, W], 1-D for signals [N, C, L].
+
+impl=torch uses nn.Conv2d / nn.MaxPool2d / nn.AvgPool2d (and the 1-D ones); impl=scratch uses the sliding-window
+versions of dlf.nets.conv_scratch (forward and backward written out). Both keep the same parameter names and shapes
+(blocks.<i>.conv.weight [F, C, kh, kw], blocks.<i>.conv.bias [F]), so a state_dict moves between them unchanged.
+The head (nn.Linear layers) is the MLP of dlf.nets.mlp's torch form in both.
+
+Every size is planned before a layer is built: a kernel or pooling window larger than its (padded) input, or a stride
+that leaves no output, stops start-up with one line naming the layer and the sizes.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from dlf.errors import DlfError, require
+from dlf.nets import conv_scratch as cs
+from dlf.nets.activations import ACTIVATIONS, TORCH_ACTIVATIONS
+
+BLOCK_KEYS = {"filters", "kernel", "stride", "padding", "activation", "pool", "pool_size", "pool_stride"}
+
+
+def _pair(v, dims: int, what: str) -> tuple[int, int]:
+    """An int or [h, w] as (h, w); in 1-D an int k means (1, k)."""
+    if isinstance(v, int) and not isinstance(v, bool):
+        return (1, v) if dims == 1 else (v, v)
+    v = list(v)
+    require(dims == 2 and len(v) == 2 and all(isinstance(a, int) for a in v),
+            f"{what}={v} must be an integer{' or [height, width]' if dims == 2 else ''}")
+    return v[0], v[1]
+
+
+def _fmt(p: tuple[int, int], dims: int) -> str:
+    return str(p[1]) if dims == 1 else f"{p[0]}x{p[1]}"
+
+
+def plan(in_shape: Sequence[int], dims: int, blocks: Sequence) -> list[dict]:
+    """Check every block against the size of its input and work out each output size. Returns one dict per block."""
+    require(dims in (1, 2), f"model.net.dims={dims!r} must be 1 (signals) or 2 (images)")
+    c, h, w = (in_shape[0], 1, in_shape[1]) if dims == 1 else tuple(in_shape)
+    specs = []
+    for i, raw in enumerate(blocks):
+        b = {k: raw[k] for k in raw}
+        name = f"model.net.blocks[{i}]"
+        unknown = set(b) - BLOCK_KEYS
+        require(not unknown, f"{name} has unknown keys {sorted(unknown)}: use {sorted(BLOCK_KEYS)}")
+        filters = b.get("filters")
+        require(isinstance(filters, int) and filters > 0, f"{name}.filters={filters!r} must be a positive integer")
+        k = _pair(b.get("kernel", 3), dims, f"{name}.kernel")
+        s = _pair(b.get("stride", 1), dims, f"{name}.stride")
+        require(min(k) >= 1, f"{name}.kernel={_fmt(k, dims)} must be at least 1")
+        require(min(s) >= 1, f"{name}.stride={_fmt(s, dims)} leaves no output (the window must move by at least one "
+                             "pixel): use stride >= 1")
+        padding = b.get("padding", "zero")
+        act = b.get("activation", "relu")
+        require(act in ACTIVATIONS, f"{name}.activation={act!r} is not known: choose one of {', '.join(ACTIVATIONS)}")
+        if padding == "zero":
+            ph, pw = cs.zero_pads(h, k[0], s[0]), cs.zero_pads(w, k[1], s[1])
+        elif padding == "valid":
+            ph, pw = (0, 0), (0, 0)
+        elif isinstance(padding, int) and not isinstance(padding, bool) and padding >= 0:
+            ph, pw = ((0, 0) if dims == 1 else (padding, padding)), (padding, padding)
+        else:
+            raise DlfError(f"{name}.padding={padding!r} is not known: choose zero, valid or a number of pixels")
+        padded = (h + sum(ph), w + sum(pw))
+        require(k[0] <= padded[0] and k[1] <= padded[1],
+                f"{name} (conv): kernel {_fmt(k, dims)} is larger than its input {_fmt((h, w), dims)} (padded "
+                f"{_fmt(padded, dims)}, padding {padding}): use a smaller kernel, padding=zero or fewer "
+                "downsampling layers before it")
+        oh, ow = cs.out_size(h, k[0], s[0], ph), cs.out_size(w, k[1], s[1], pw)
+        spec = dict(index=i, in_channels=c, filters=filters, kernel=k, stride=s, padding=padding,
+                    pads=(*ph, *pw), activation=act, conv_out=(filters, oh, ow), pool=None)
+        h, w, c = oh, ow, filters
+        pool = b.get("pool")
+        if pool is not None:
+            require(pool in ("max", "avg"), f"{name}.pool={pool!r} is not known: choose max, avg or null")
+            pk = _pair(b.get("pool_size", 2), dims, f"{name}.pool_size")
+            ps = _pair(b.get("pool_stride") or b.get("pool_size", 2), dims, f"{name}.pool_stride")
+            require(min(pk) >= 1 and min(ps) >= 1,
+                    f"{name}: pool_size={_fmt(pk, dims)} and pool_stride={_fmt(ps, dims)} must be at least 1")
+            require(pk[0] <= h and pk[1] <= w,
+                    f"{name} ({pool} pool): window {_fmt(pk, dims)} is larger than its input {_fmt((h, w), dims)}: "
+                    "use a smaller pool_size, drop this pool, or downsample less before it")
+            h, w = cs.out_size(h, pk[0], ps[0]), cs.out_size(w, pk[1], ps[1])
+            spec.update(pool=pool, pool_size=pk, pool_stride=ps, pool_out=(c, h, w))
+        specs.append(spec)
+    return specs
+
+
+class _ExtraPad:
+    """An uneven zero padding (one more zero on the right/bottom) is added with F.pad before the torch convolution."""
+
+    extra: tuple[int, ...] | None = None
+
+    def forward(self, x):
+        return super().forward(F.pad(x, self.extra) if self.extra else x)
+
+
+class TorchConv1d(_ExtraPad, nn.Conv1d):
+    pass
+
+
+class TorchConv2d(_ExtraPad, nn.Conv2d):
+    pass
+
+
+def torch_conv(dims: int, cin: int, cout: int, k, s, pads) -> nn.Module:
+    """nn.Conv1d / nn.Conv2d with the planned padding (even padding is the layer's own `padding=`)."""
+    t, b, l, r = pads
+    even = t == b and l == r
+    if dims == 1:
+        conv = TorchConv1d(cin, cout, k[1], stride=s[1], padding=l if even else 0)
+        conv.extra = None if even else (l, r)
+    else:
+        conv = TorchConv2d(cin, cout, k, stride=s, padding=(t, l) if even else 0)
+        conv.extra = None if even else (l, r, t, b)
+    return conv
+
+
+class ScratchConv(nn.Module):
+    """The same layer by the sliding multiply-and-sum of conv_scratch (initialised as nn.Conv: U(-1/sqrt(fan_in), ..))."""
+
+    def __init__(self, dims: int, cin: int, cout: int, k, s, pads):
+        super().__init__()
+        self.dims, self.stride, self.pads = dims, s, pads
+        shape = (cout, cin, k[1]) if dims == 1 else (cout, cin, *k)
+        bound = 1.0 / math.sqrt(cin * k[0] * k[1])
+        self.weight = nn.Parameter(torch.empty(shape).uniform_(-bound, bound))
+        self.bias = nn.Parameter(torch.empty(cout).uniform_(-bound, bound))
+
+    def forward(self, x):
+        if self.dims == 1:
+            return cs.conv1d(x, self.weight, self.bias, self.stride[1], self.pads[2:])
+        return cs.conv2d(x, self.weight, self.bias, self.stride, self.pads)
+
+
+class ScratchPool(nn.Module):
+    def __init__(self, kind: str, dims: int, k, s):
+        super().__init__()
+        self.kind, self.dims, self.k, self.s = kind, dims, k, s
+
+    def forward(self, x):
+        if self.dims == 1:
+            fn = cs.max_pool1d if self.kind == "max" else cs.avg_pool1d
+            return fn(x, self.k[1], self.s[1])
+        fn = cs.max_pool2d if self.kind == "max" else cs.avg_pool2d
+        return fn(x, self.k, self.s)
+
+
+class ScratchActivation(nn.Module):
+    def __init__(self, name: str):
+        super().__init__()
+        self.name = name
+        self.f = ACTIVATIONS[name][0]
+
+    def forward(self, x):
+        return self.f(x)
+
+
+def _torch_pool(kind: str, dims: int, k, s) -> nn.Module:
+    if dims == 1:
+        return (nn.MaxPool1d if kind == "max" else nn.AvgPool1d)(k[1], s[1])
+    return (nn.MaxPool2d if kind == "max" else nn.AvgPool2d)(k, s)
+
+
+class ConvBlock(nn.Module):
+    """conv -> activation -> (pool)."""
+
+    def __init__(self, spec: dict, dims: int, impl: str):
+        super().__init__()
+        args = (dims, spec["in_channels"], spec["filters"], spec["kernel"], spec["stride"], spec["pads"])
+        self.conv = torch_conv(*args) if impl == "torch" else ScratchConv(*args)
+        act = spec["activation"]
+        self.act = TORCH_ACTIVATIONS[act]() if impl == "torch" else ScratchActivation(act)
+        if spec["pool"] is None:
+            self.pool = nn.Identity()
+        elif impl == "torch":
+            self.pool = _torch_pool(spec["pool"], dims, spec["pool_size"], spec["pool_stride"])
+        else:
+            self.pool = ScratchPool(spec["pool"], dims, spec["pool_size"], spec["pool_stride"])
+
+    def forward(self, x):
+        return self.pool(self.act(self.conv(x)))
+
+
+class CNN(nn.Module):
+    """blocks (conv -> activation -> pool) ... -> flatten -> [linear -> activation -> dropout] ... -> linear (logits)."""
+
+    def __init__(self, in_shape: Sequence[int], num_classes: int, impl: str = "torch", dims: int = 2,
+                 blocks: Sequence = (), hidden: Sequence[int] = (), activation: str = "relu", dropout: float = 0.0):
+        super().__init__()
+        require(impl in ("torch", "scratch"), f"model.net.impl={impl!r} is not known: choose torch or scratch")
+        require(len(blocks) > 0, "model.net.blocks is empty: give at least one conv block, e.g. [{filters: 16}]")
+        hidden = list(hidden or [])
+        require(all(isinstance(n, int) and n > 0 for n in hidden),
+                f"model.net.hidden={hidden} must be a list of positive layer sizes, e.g. [128] or []")
+        require(activation in ACTIVATIONS,
+                f"model.net.activation={activation!r} is not known: choose one of {', '.join(ACTIVATIONS)}")
+        require(0.0 <= dropout < 1.0, f"model.net.dropout={dropout} must be in [0, 1)")
+        require(len(in_shape) == dims + 1, f"a {dims}-D CNN needs samples shaped {'[C, L]' if dims == 1 else '[C, H, W]'}, "
+                                           f"got {list(in_shape)}")
+        self.impl, self.dims, self.in_shape = impl, dims, tuple(in_shape)
+        self.specs = plan(in_shape, dims, blocks)
+        self.blocks = nn.ModuleList(ConvBlock(sp, dims, impl) for sp in self.specs)
+        last = self.specs[-1]
+        c, h, w = last["pool_out"] if last["pool"] else last["conv_out"]
+        sizes = [c * h * w, *hidden, num_classes]
+        layers: list[nn.Module] = [nn.Flatten()]
+        for i, (a, b) in enumerate(zip(sizes[:-1], sizes[1:])):
+            layers.append(nn.Linear(a, b))
+            if i < len(sizes) - 2:
+                layers.append(TORCH_ACTIVATIONS[activation]() if impl == "torch" else ScratchActivation(activation))
+                if dropout > 0:
+                    layers.append(nn.Dropout(dropout))
+        self.head = nn.Sequential(*layers)
+
+    def features(self, x: torch.Tensor) -> list[torch.Tensor]:
+        """The feature map after each block's activation (before pooling), for plots."""
+        maps = []
+        for blk in self.blocks:
+            a = blk.act(blk.conv(x))
+            maps.append(a)
+            x = blk.pool(a)
+        return maps
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        for blk in self.blocks:
+            x = blk(x)
+        return self.head(x)
+
+    def summary(self) -> str:
+        """The layer-by-layer table printed at start-up: what each layer does and the shape it hands on."""
+        def shape(t):
+            return "x".join(str(d) for d in ((t[0], t[2]) if self.dims == 1 else t))
+
+        def count(m):
+            return sum(p.numel() for p in m.parameters())
+
+        rows = [("input", "", shape((self.in_shape[0], 1, self.in_shape[1])) if self.dims == 1
+                 else shape(self.in_shape), "")]
+        for sp, blk in zip(self.specs, self.blocks):
+            i, d = sp["index"], self.dims
+            pad = sp["padding"] if isinstance(sp["padding"], str) else f"{sp['padding']} px"
+            what = (f"conv {_fmt(sp['kernel'], d)} x {sp['filters']} filters, stride {_fmt(sp['stride'], d)}, "
+                    f"padding {pad}")
+            if sp["padding"] == "zero" and any(sp["pads"]):
+                p = sp["pads"][2:] if d == 1 else sp["pads"]
+                what += f" {tuple(p)}"
+            rows.append((f"blocks.{i}.conv", what + f", {sp['activation']}", shape(sp["conv_out"]), str(count(blk.conv))))
+            if sp["pool"]:
+                rows.append((f"blocks.{i}.pool", f"{sp['pool']} pool {_fmt(sp['pool_size'], d)}, stride "
+                             f"{_fmt(sp['pool_stride'], d)}", shape(sp["pool_out"]), "0"))
+        for j, m in enumerate(self.head):
+            if isinstance(m, nn.Flatten):
+                rows.append(("head.flatten", "flatten", str(self.head[j + 1].in_features), "0"))
+            elif isinstance(m, nn.Linear):
+                rows.append((f"head.{j}", f"linear {m.in_features} -> {m.out_features}", str(m.out_features),
+                             str(count(m))))
+        widths = [max(len(r[k]) for r in rows + [("layer", "what", "output", "params")]) for k in range(4)]
+        line = lambda r: "  ".join(v.ljust(wd) for v, wd in zip(r, widths)).rstrip()  # noqa: E731
+        out = [f"CNN ({self.dims}-D, impl={self.impl}): {count(self):,} parameters", line(("layer", "what", "output",
+                                                                                            "params"))]
+        out.append("-" * len(out[-1]))
+        out += [line(r) for r in rows]
+        return "\n".join(out)
+
+
+def build_cnn(in_shape: Sequence[int], num_classes: int, impl: str = "torch", dims: int = 2, blocks: Sequence = (),
+              hidden: Sequence[int] = (), activation: str = "relu", dropout: float = 0.0) -> CNN:
+    """The CNN the config asks for; `in_shape` ([C, H, W] or [C, L]) and `num_classes` come from the data."""
+    return CNN(in_shape, num_classes, impl=impl, dims=dims, blocks=blocks, hidden=hidden, activation=activation,
+               dropout=dropout)

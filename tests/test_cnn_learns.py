@@ -1,0 +1,37 @@
+"""The CNN learns: a quick check in the default run, the README targets under `pytest -m slow`."""
+
+from __future__ import annotations
+
+import pytest
+from omegaconf import open_dict
+
+
+def _run(overrides, tmp_path):
+    from conftest import make_cfg
+
+    from dlf.train import run
+
+    cfg = make_cfg([*overrides, "logger=none"], tmp_path, fast=False)
+    with open_dict(cfg):
+        cfg.callbacks.cnn_figures = None
+    return run(cfg)
+
+
+def test_digits_quick(tmp_path):
+    """6 epochs (~100 steps) of the digits CNN already classify most test digits; chance is 10%."""
+    m = _run(["model=cnn", "trainer.max_epochs=6"], tmp_path)
+    assert m["test/acc"] >= 0.85, m
+
+
+@pytest.mark.slow
+def test_digits_target(tmp_path):
+    """`python train.py model=cnn`: test accuracy >= 98.5% on the 360 held-out digits."""
+    m = _run(["model=cnn"], tmp_path)
+    assert m["test/acc"] >= 0.985, m
+
+
+@pytest.mark.slow
+def test_mnist1d_target(tmp_path):
+    """`python train.py model=cnn1d`: test accuracy >= 92% on MNIST-1D (the MLP reaches about 66%)."""
+    m = _run(["model=cnn1d"], tmp_path)
+    assert m["test/acc"] >= 0.92, m

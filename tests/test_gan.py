@@ -21,7 +21,8 @@ RING = ring_centres()
 
 # ---- metrics --------------------------------------------------------------------------------------------------
 def test_ring_and_grid_centres():
-    assert torch.allclose(RING[0], torch.tensor([1.0, 0.0])) and torch.allclose(RING[2], torch.tensor([0.0, 1.0]), atol=1e-6)
+    assert torch.allclose(RING[0], torch.tensor([1.0, 0.0]))
+    assert torch.allclose(RING[2], torch.tensor([0.0, 1.0]), atol=1e-6)
     assert torch.allclose(RING.norm(dim=1), torch.ones(8))
     g = grid_centres()
     assert g.shape == (25, 2) and sorted(set(g[:, 0].tolist())) == [-4.0, -2.0, 0.0, 2.0, 4.0]
@@ -123,7 +124,8 @@ def test_minimax_gradient_saturates_and_non_saturating_does_not():
 
 
 # ---- nets -----------------------------------------------------------------------------------------------------
-@pytest.mark.parametrize("kind,shape", [("mlp", (2,)), ("mlp", (1, 8, 8)), ("dcgan", (1, 8, 8)), ("dcgan", (1, 28, 28))])
+@pytest.mark.parametrize("kind,shape", [("mlp", (2,)), ("mlp", (1, 8, 8)), ("dcgan", (1, 8, 8)),
+                                        ("dcgan", (1, 28, 28))])
 def test_net_shapes(kind, shape):
     G, D = build_gan_nets(kind, 16, shape, output="sigmoid" if len(shape) == 3 else "linear")
     x = G(torch.randn(5, 16))

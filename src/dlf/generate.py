@@ -1,4 +1,5 @@
-"""Draw samples from a trained GAN: `dlf-generate` or `python scripts/generate.py <run dir> [-n 64] [-o out_dir] [--ckpt best|last|PATH]`.
+"""Draw samples from a trained GAN:
+    dlf-generate <run dir> [-n 64] [-o out_dir] [--ckpt best|last|PATH]   (or python scripts/generate.py ...)
 
 Reads the run's saved config (<run dir>/.hydra/config.yaml) to rebuild the model exactly as trained, loads the
 checkpoint's weights (torch.load(weights_only=True)), and writes N samples: for images a PNG grid (samples.png), for

@@ -55,7 +55,8 @@ class GANSamples(L.Callback):
             if tb is not None:
                 tb.add_image("samples/grid", grid, global_step=trainer.global_step)
             if png and trainer.is_global_zero:
-                save_grid(grid, run_dir(trainer) / "plots" / ("samples_final.png" if final else f"samples_e{epoch:03d}.png"))
+                name = "samples_final.png" if final else f"samples_e{epoch:03d}.png"
+                save_grid(grid, run_dir(trainer) / "plots" / name)
         elif fake.shape[1:] == (2,):
             real = trainer.datamodule.val[0].float().cpu()
             centres = pl_module.centres

@@ -87,7 +87,7 @@ def _stages(image_shape: Sequence[int]) -> tuple[int, int]:
 
 
 class DCGANGenerator(nn.Module):
-    """z -> Linear -> [width * 2^stages, s, s] -> (ConvTranspose2d 4x4 stride 2, BatchNorm, ReLU) per stage -> 3x3 conv."""
+    """z -> Linear -> [width * 2^stages, s, s] -> (ConvTranspose2d 4x4/2, BatchNorm, ReLU) per stage -> 3x3 conv."""
 
     def __init__(self, latent_dim: int, sample_shape: Sequence[int], width: int = 32, output: str = "sigmoid"):
         super().__init__()
@@ -137,6 +137,6 @@ def build_gan_nets(kind: str, latent_dim: int, sample_shape: Sequence[int], hidd
         return (MLPGenerator(latent_dim, sample_shape, hidden, activation, output),
                 MLPDiscriminator(sample_shape, hidden, activation))
     require(kind == "dcgan", f"model.net.kind={kind!r} is not known: choose mlp or dcgan")
-    require(len(sample_shape) == 3, f"model.net.kind=dcgan needs image data, the samples have shape {tuple(sample_shape)}:"
-            " use model.net.kind=mlp")
+    require(len(sample_shape) == 3, "model.net.kind=dcgan needs image data, the samples have shape "
+            f"{tuple(sample_shape)}: use model.net.kind=mlp")
     return DCGANGenerator(latent_dim, sample_shape, width, output), DCGANDiscriminator(sample_shape, width)

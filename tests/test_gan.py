@@ -150,6 +150,11 @@ def test_gradient_clip_val_is_refused(tmp_path):
         run(make_cfg(["model=gan", "trainer.gradient_clip_val=1.0", "logger=none"], tmp_path))
 
 
+def test_gan_refuses_data_it_cannot_score(tmp_path):
+    with pytest.raises(DlfError, match="data=moons"):
+        run(make_cfg(["model=gan", "data=moons", "logger=none"], tmp_path))
+
+
 def test_mlp_model_refuses_the_ring(tmp_path):
     with pytest.raises(DlfError, match="ring"):
         run(make_cfg(["model=mlp", "data=ring", "logger=none"], tmp_path))

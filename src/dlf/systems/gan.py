@@ -61,6 +61,9 @@ class GANSystem(System):
         self.d_optimizer_factory, self.g_optimizer_factory = d_optimizer, g_optimizer
         self.classifier_cache = classifier_cache
         self.centres = torch.tensor(facts.extra["centres"]) if "centres" in facts.extra else None
+        require(self.centres is not None or (facts.target == "classes" and facts.num_classes),
+                f"model=gan scores its samples against known mode centres (data=ring, grid) or with a classifier "
+                f"(labelled data such as data=digits); data={facts.name} has neither: pick one of those")
         # Fixed noise: every validation epoch scores (and draws) the same z, so epochs compare fairly.
         gen = torch.Generator().manual_seed(eval_seed)
         self.register_buffer("fixed_z", self.sample_z(n_eval, gen), persistent=False)

@@ -107,9 +107,10 @@ class GANSystem(System):
         opt_g = (self.g_optimizer_factory or default)(self.G.parameters())
         if self.scheduler_factory is None:
             return [opt_d, opt_g]
-        batches = int(self.trainer.estimated_stepping_batches) if self._trainer is not None else 1
+        batches = float(self.trainer.estimated_stepping_batches) if self._trainer is not None else 1.0
         if not math.isfinite(batches):
             raise DlfError("a learning-rate schedule for the GAN needs a finite run: set trainer.max_epochs")
+        batches = int(batches)
         return [opt_d, opt_g], [self._scheduler(opt_d, batches), self._scheduler(opt_g, batches // self.d_steps)]
 
     def configure_callbacks(self):
@@ -122,14 +123,13 @@ class GANSystem(System):
             raise DlfError("trainer.accumulate_grad_batches must be 1 for the GAN (manual optimization)")
         return []
 
-    def _update(self, opt, loss: torch.Tensor, sched) -> None:
-        self.toggle_optimizer(opt)          # only this net's parameters take gradients
+    def _step(self, opt, loss: torch.Tensor, sched) -> None:
+        """Backpropagate `loss`, clip if asked, step `opt` and its scheduler."""
         opt.zero_grad()
         self.manual_backward(loss)
         if self.clip_grad_norm:
             self.clip_gradients(opt, gradient_clip_val=self.clip_grad_norm, gradient_clip_algorithm="norm")
         opt.step()
-        self.untoggle_optimizer(opt)
         if sched is not None:
             sched.step()
 
@@ -138,23 +138,26 @@ class GANSystem(System):
         x = batch[0]
         m = len(x)
         opt_d, opt_g = self.optimizers()
-        scheds = self.lr_schedulers() or [None, None]
+        sched_d, sched_g = self.lr_schedulers() or (None, None)
 
-        # Discriminator: ascend 1/m sum [log D(x_i) + log(1 - D(G(z_i)))], i.e. descend L_D (G held fixed).
+        # Discriminator: ascend 1/m sum [log D(x_i) + log(1 - D(G(z_i)))], i.e. descend L_D, with G held fixed.
+        self.toggle_optimizer(opt_d)            # only theta_d takes gradients
         with torch.no_grad():
             fake = self.G(self.sample_z(m))
-        s_real, s_fake = self.D(x), self.D(fake)
-        d_loss = discriminator_loss(s_real, s_fake, self.impl)
-        self._update(opt_d, d_loss, scheds[0])
+        d_loss = discriminator_loss(self.D(x), self.D(fake), self.impl)
+        self._step(opt_d, d_loss, sched_d)
+        self.untoggle_optimizer(opt_d)
         self.log("train/d_loss", d_loss.detach(), prog_bar=True)
 
         # Generator, once every d_steps batches: descend log(1 - D(G(z))) (minimax) or -log D(G(z)) (non-saturating).
         if (batch_idx + 1) % self.d_steps == 0:
+            self.toggle_optimizer(opt_g)        # only theta_g takes gradients; D is frozen while the graph is built
             s_gen = self.D(self.G(self.sample_z(m)))
             g_loss = generator_loss(s_gen, self.g_loss_kind, self.impl)
-            self._update(opt_g, g_loss, scheds[1])
+            self._step(opt_g, g_loss, sched_g)
+            self.untoggle_optimizer(opt_g)
             self.log("train/g_loss", g_loss.detach(), prog_bar=True)
-            self.log("train/d_fake", torch.sigmoid(s_gen.detach()).mean())   # D(G(z)): near 0.5 at equilibrium
+            self.log("train/d_fake", torch.sigmoid(s_gen.detach()).mean())  # D(G(z)): near 0.5 at equilibrium
         return d_loss.detach()
 
     # ---- evaluation -------------------------------------------------------------------------------------------

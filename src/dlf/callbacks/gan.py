@@ -14,8 +14,8 @@ from dlf.callbacks.figures import plt, publish, run_dir, tensorboard
 
 def scatter_figure(real: torch.Tensor, fake: torch.Tensor, centres: torch.Tensor | None = None, title: str = ""):
     fig, ax = plt.subplots(figsize=(4.5, 4.5))
-    ax.scatter(real[:, 0], real[:, 1], s=4, alpha=0.5, c="tab:blue", label="real")
     ax.scatter(fake[:, 0], fake[:, 1], s=4, alpha=0.5, c="tab:orange", label="generated")
+    ax.scatter(real[:, 0], real[:, 1], s=2, alpha=0.5, c="tab:blue", label="real")
     if centres is not None:
         ax.scatter(centres[:, 0], centres[:, 1], s=40, marker="x", c="k", label="mode centres")
     ax.set_aspect("equal")
@@ -61,7 +61,7 @@ class GANSamples(L.Callback):
             real = trainer.datamodule.val[0].float().cpu()
             centres = pl_module.centres
             m = trainer.callback_metrics
-            title = f"epoch {epoch}"
+            title = f"after {epoch} epochs" if final else f"epoch {epoch}"
             if "val/modes" in m:
                 title += f": {int(m['val/modes'])} modes, {float(m['val/high_quality']):.1f}% high quality"
             fig = scatter_figure(real, fake, centres, title)

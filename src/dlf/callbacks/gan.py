@@ -31,9 +31,13 @@ def image_grid(images: torch.Tensor, nrow: int = 8) -> torch.Tensor:
     return make_grid(images[: nrow * nrow].float().clamp(0, 1).cpu(), nrow=nrow, padding=1, pad_value=1.0)
 
 
-def save_grid(grid: torch.Tensor, path) -> None:
+def save_grid(grid: torch.Tensor, path, min_side: int = 400) -> None:
+    """Write the grid as PNG, enlarged (nearest neighbour) to at least `min_side` pixels so 8x8 digits are visible."""
     from torchvision.utils import save_image
 
+    scale = max(1, -(-min_side // max(grid.shape[-2:])))
+    if scale > 1:
+        grid = torch.nn.functional.interpolate(grid[None], scale_factor=scale, mode="nearest")[0]
     path.parent.mkdir(parents=True, exist_ok=True)
     save_image(grid, path)
 

@@ -204,6 +204,6 @@ def test_cli_runs_the_gan_and_refuses_clipping(tmp_path):
 
 @pytest.mark.slow
 def test_ring_run_covers_most_modes(tmp_path):
-    cfg = make_cfg(["model=gan", "trainer=cpu", "logger=none", "trainer.max_epochs=4", "seed=0"], tmp_path, fast=False)
+    cfg = make_cfg(["model=gan", "trainer=cpu", "logger=none", "trainer.max_epochs=4"], tmp_path, fast=False)
     m = run(cfg)
-    assert m["test/modes"] >= 6, m
+    assert m["test/modes"] >= 6, {k: v for k, v in m.items() if k.startswith("test/")}

@@ -1,0 +1,79 @@
+"""GAN figures, each validation epoch: real vs generated points (2-D data) or a fixed-noise sample grid (images).
+
+The samples are the ones the GAN system just scored (G of its fixed noise), so the figure shows what the metrics
+measured. Figures go to TensorBoard and, every `png_every` epochs and at the end, to <run dir>/plots/ as PNG.
+"""
+
+from __future__ import annotations
+
+import lightning as L
+import torch
+
+from dlf.callbacks.figures import plt, publish, run_dir, tensorboard
+
+
+def scatter_figure(real: torch.Tensor, fake: torch.Tensor, centres: torch.Tensor | None = None, title: str = ""):
+    fig, ax = plt.subplots(figsize=(4.5, 4.5))
+    ax.scatter(fake[:, 0], fake[:, 1], s=4, alpha=0.5, c="tab:orange", label="generated")
+    ax.scatter(real[:, 0], real[:, 1], s=2, alpha=0.5, c="tab:blue", label="real")
+    if centres is not None:
+        ax.scatter(centres[:, 0], centres[:, 1], s=40, marker="x", c="k", label="mode centres")
+    ax.set_aspect("equal")
+    ax.legend(loc="upper right", fontsize=7, markerscale=2)
+    ax.set_title(title)
+    return fig
+
+
+def image_grid(images: torch.Tensor, nrow: int = 8) -> torch.Tensor:
+    """[3, H', W'] grid of the first nrow^2 images (values clamped to [0, 1])."""
+    from torchvision.utils import make_grid
+
+    return make_grid(images[: nrow * nrow].float().clamp(0, 1).cpu(), nrow=nrow, padding=1, pad_value=1.0)
+
+
+def save_grid(grid: torch.Tensor, path, min_side: int = 400) -> None:
+    """Write the grid as PNG, enlarged (nearest neighbour) to at least `min_side` pixels so 8x8 digits are visible."""
+    from torchvision.utils import save_image
+
+    scale = max(1, -(-min_side // max(grid.shape[-2:])))
+    if scale > 1:
+        grid = torch.nn.functional.interpolate(grid[None], scale_factor=scale, mode="nearest")[0]
+    path.parent.mkdir(parents=True, exist_ok=True)
+    save_image(grid, path)
+
+
+class GANSamples(L.Callback):
+    def __init__(self, png_every: int = 5, nrow: int = 8):
+        self.png_every, self.nrow = png_every, nrow
+
+    def _draw(self, trainer, pl_module, final: bool = False) -> None:
+        fake = getattr(pl_module, "last_samples", None)
+        if fake is None or trainer.sanity_checking:
+            return
+        epoch = trainer.current_epoch
+        png = final or (self.png_every > 0 and epoch % self.png_every == 0)
+        fake = fake.float().cpu()
+        if pl_module.facts.kind == "image":
+            grid = image_grid(fake, self.nrow)
+            tb = tensorboard(trainer)
+            if tb is not None:
+                tb.add_image("samples/grid", grid, global_step=trainer.global_step)
+            if png and trainer.is_global_zero:
+                name = "samples_final.png" if final else f"samples_e{epoch:03d}.png"
+                save_grid(grid, run_dir(trainer) / "plots" / name)
+        elif fake.shape[1:] == (2,):
+            real = trainer.datamodule.val[0].float().cpu()
+            centres = pl_module.centres
+            m = trainer.callback_metrics
+            title = f"after {epoch} epochs" if final else f"epoch {epoch}"
+            if "val/modes" in m:
+                title += f": {int(m['val/modes'])} modes, {float(m['val/high_quality']):.1f}% high quality"
+            fig = scatter_figure(real, fake, centres, title)
+            name = "samples_final.png" if final else f"samples_e{epoch:03d}.png"
+            publish(trainer, "samples/scatter", fig, name if png else None)
+
+    def on_validation_end(self, trainer, pl_module):
+        self._draw(trainer, pl_module)
+
+    def on_train_end(self, trainer, pl_module):
+        self._draw(trainer, pl_module, final=True)

@@ -1,0 +1,1 @@
+"""Measures of what a generative model learned (mode coverage, sample quality)."""

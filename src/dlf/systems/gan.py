@@ -1,0 +1,206 @@
+"""The GAN system: a generator G and a discriminator D trained in turn on the course's min-max game.
+
+    min_G max_D  L(D, G) = E_{x~P_r}[log D(x)] + E_{z~P_z}[log(1 - D(G(z)))]
+
+Each training batch of m real points is one discriminator step (ascend the whole L in theta_d); every `d_steps`-th
+batch is also one generator step (descend log(1 - D(G(z))) in theta_g, or the non-saturating -log D(G(z))).
+The losses, with the formulas beside the code, are in dlf.nets.gan_loss; the two nets in dlf.nets.gan.
+
+Lightning 2 manual optimization: two optimizers (D first, G second) built from the top-level `optimizer` group
+unless the model config gives `d_optimizer` / `g_optimizer`; `toggle_optimizer` freezes the other net's parameters
+during a step; schedulers (e.g. scheduler=linear) are stepped here, once per step of their optimizer. Lightning counts
+every optimizer step in trainer.global_step, so runs are sized in epochs, not max_steps. Gradient clipping is done
+here (model.clip_grad_norm); Trainer(gradient_clip_val=...) cannot be used with manual optimization.
+"""
+
+from __future__ import annotations
+
+import functools
+import math
+from collections.abc import Callable
+
+import torch
+
+from dlf.data.base import DataFacts
+from dlf.errors import DlfError, require
+from dlf.metrics.modes import class_stats, mode_stats
+from dlf.nets.gan_loss import check, discriminator_loss, generator_loss
+from dlf.systems.base import System
+
+PRIORS = ("normal", "uniform")
+
+
+class GANSystem(System):
+    ACCEPTS = ("points", "image", "vector")
+
+    def __init__(self, net: Callable, facts: DataFacts, latent_dim: int = 2, prior: str = "normal",
+                 g_loss: str = "non_saturating", d_steps: int = 1, impl: str = "torch", output: str = "auto",
+                 lr_decay: str = "none",
+                 d_optimizer: Callable | None = None, g_optimizer: Callable | None = None,
+                 clip_grad_norm: float | None = None, n_eval: int = 2500, eval_seed: int = 1234,
+                 n_sigma: float = 3.0, classifier_cache: str | None = None,
+                 optimizer: Callable | None = None, scheduler: Callable | None = None):
+        super().__init__(facts, optimizer, scheduler)
+        self.automatic_optimization = False
+        check(g_loss, impl)
+        require(prior in PRIORS, f"model.prior={prior!r} is not known: choose normal (N(0,1)) or uniform (U(-1,1))")
+        require(isinstance(d_steps, int) and d_steps >= 1, f"model.d_steps={d_steps!r} must be an integer >= 1")
+        require(lr_decay in ("linear", "none"), f"model.lr_decay={lr_decay!r} is not known: choose linear or none")
+        if scheduler is None and lr_decay == "linear":  # the same as scheduler=linear, sized to this run
+            scheduler = functools.partial(torch.optim.lr_scheduler.LinearLR, start_factor=1.0, end_factor=0.0,
+                                          total_iters=-1)
+            self.scheduler_factory = scheduler
+        require(clip_grad_norm is None or clip_grad_norm > 0,
+                f"model.clip_grad_norm={clip_grad_norm!r} must be positive or null")
+        require(isinstance(n_eval, int) and n_eval > 0, f"model.n_eval={n_eval!r} must be a positive integer")
+        if output == "auto":  # images are in [0, 1]; points are unbounded
+            output = "sigmoid" if facts.kind == "image" else "linear"
+        self.G, self.D = net(latent_dim=latent_dim, sample_shape=facts.input_shape, output=output)
+        self.latent_dim, self.prior, self.g_loss_kind, self.impl = latent_dim, prior, g_loss, impl
+        self.d_steps, self.clip_grad_norm, self.n_sigma = d_steps, clip_grad_norm, n_sigma
+        self.d_optimizer_factory, self.g_optimizer_factory = d_optimizer, g_optimizer
+        self.classifier_cache = classifier_cache
+        self.centres = torch.tensor(facts.extra["centres"]) if "centres" in facts.extra else None
+        require(self.centres is not None or (facts.target == "classes" and facts.num_classes),
+                f"model=gan scores its samples against known mode centres (data=ring, grid) or with a classifier "
+                f"(labelled data such as data=digits); data={facts.name} has neither: pick one of those")
+        # Fixed noise: every validation epoch scores (and draws) the same z, so epochs compare fairly.
+        gen = torch.Generator().manual_seed(eval_seed)
+        self.register_buffer("fixed_z", self.sample_z(n_eval, gen), persistent=False)
+        self.register_buffer("test_z", self.sample_z(n_eval, gen), persistent=False)
+        self._scorer: list = []          # the image classifier, kept out of state_dict and parameters()
+        self.last_samples: torch.Tensor | None = None
+
+    # ---- sampling ---------------------------------------------------------------------------------------------
+    def sample_z(self, n: int, generator: torch.Generator | None = None) -> torch.Tensor:
+        """z ~ P_z: N(0, 1) or U(-1, 1), shape [n, latent_dim]."""
+        dev = self.fixed_z.device if hasattr(self, "fixed_z") and generator is None else "cpu"
+        if self.prior == "normal":
+            return torch.randn(n, self.latent_dim, generator=generator, device=dev)
+        return torch.rand(n, self.latent_dim, generator=generator, device=dev) * 2 - 1
+
+    def forward(self, z: torch.Tensor) -> torch.Tensor:
+        """G(z): samples shaped like the data."""
+        return self.G(z)
+
+    @torch.no_grad()
+    def generate(self, n: int, generator: torch.Generator | None = None) -> torch.Tensor:
+        was = self.training
+        self.eval()
+        x = self.G(self.sample_z(n, generator).to(self.fixed_z.device))
+        self.train(was)
+        return x
+
+    # ---- optimizers -------------------------------------------------------------------------------------------
+    def _scheduler(self, opt, n_steps: int):
+        f = self.scheduler_factory
+        if f is None:
+            return None
+        kw = getattr(f, "keywords", {})
+        if isinstance(f, functools.partial) and "total_iters" in kw and not (kw["total_iters"] or 0) > 0:
+            return f(opt, total_iters=max(1, n_steps))  # scheduler=linear over this optimizer's own steps
+        return f(opt)
+
+    def configure_optimizers(self):
+        default = self.optimizer_factory or functools.partial(torch.optim.Adam, lr=2e-4, betas=(0.5, 0.999))
+        opt_d = (self.d_optimizer_factory or default)(self.D.parameters())
+        opt_g = (self.g_optimizer_factory or default)(self.G.parameters())
+        if self.scheduler_factory is None:
+            return [opt_d, opt_g]
+        batches = float(self.trainer.estimated_stepping_batches) if self._trainer is not None else 1.0
+        if not math.isfinite(batches):
+            raise DlfError("a learning-rate schedule for the GAN needs a finite run: set trainer.max_epochs")
+        batches = int(batches)
+        return [opt_d, opt_g], [self._scheduler(opt_d, batches), self._scheduler(opt_g, batches // self.d_steps)]
+
+    def configure_callbacks(self):
+        # Runs before Lightning's own check, so the user gets one line that says what to do instead.
+        clip = self.trainer.gradient_clip_val
+        if clip:
+            raise DlfError(f"trainer.gradient_clip_val={clip} cannot be used with the GAN (manual optimization): "
+                           f"set trainer.gradient_clip_val=null and model.clip_grad_norm={clip}")
+        if self.trainer.accumulate_grad_batches != 1:
+            raise DlfError("trainer.accumulate_grad_batches must be 1 for the GAN (manual optimization)")
+        return []
+
+    def _step(self, opt, loss: torch.Tensor, sched) -> None:
+        """Backpropagate `loss`, clip if asked, step `opt` and its scheduler."""
+        opt.zero_grad()
+        self.manual_backward(loss)
+        if self.clip_grad_norm:
+            self.clip_gradients(opt, gradient_clip_val=self.clip_grad_norm, gradient_clip_algorithm="norm")
+        opt.step()
+        if sched is not None:
+            sched.step()
+
+    # ---- training ---------------------------------------------------------------------------------------------
+    def training_step(self, batch, batch_idx):
+        x = batch[0]
+        m = len(x)
+        opt_d, opt_g = self.optimizers()
+        sched_d, sched_g = self.lr_schedulers() or (None, None)
+
+        # Discriminator: ascend 1/m sum [log D(x_i) + log(1 - D(G(z_i)))], i.e. descend L_D, with G held fixed.
+        self.toggle_optimizer(opt_d)            # only theta_d takes gradients
+        with torch.no_grad():
+            fake = self.G(self.sample_z(m))
+        d_loss = discriminator_loss(self.D(x), self.D(fake), self.impl)
+        self._step(opt_d, d_loss, sched_d)
+        self.untoggle_optimizer(opt_d)
+        self.log("train/d_loss", d_loss.detach(), prog_bar=True)
+
+        # Generator, once every d_steps batches: descend log(1 - D(G(z))) (minimax) or -log D(G(z)) (non-saturating).
+        if (batch_idx + 1) % self.d_steps == 0:
+            self.toggle_optimizer(opt_g)        # only theta_g takes gradients; D is frozen while the graph is built
+            s_gen = self.D(self.G(self.sample_z(m)))
+            g_loss = generator_loss(s_gen, self.g_loss_kind, self.impl)
+            self._step(opt_g, g_loss, sched_g)
+            self.untoggle_optimizer(opt_g)
+            self.log("train/g_loss", g_loss.detach(), prog_bar=True)
+            self.log("train/d_fake", torch.sigmoid(s_gen.detach()).mean())  # D(G(z)): near 0.5 at equilibrium
+        return d_loss.detach()
+
+    # ---- evaluation -------------------------------------------------------------------------------------------
+    def setup(self, stage: str) -> None:
+        dm = getattr(self.trainer, "datamodule", None) if self._trainer is not None else None
+        if self._scorer or self.centres is not None or self.facts.target != "classes" or dm is None:
+            return
+        from dlf.metrics.classifier import load_or_train
+
+        x, y = dm.train[0], dm.train[1]
+        self._scorer.append(load_or_train(self.classifier_cache, x, y, self.facts.num_classes))
+
+    def _eval_step(self, batch, stage: str) -> None:
+        x = batch[0]
+        s_real, s_fake = self.D(x), self.D(self.G(self.sample_z(len(x))))
+        self.log(f"{stage}/d_loss", discriminator_loss(s_real, s_fake), prog_bar=False)
+
+    def validation_step(self, batch, batch_idx):
+        self._eval_step(batch, "val")
+
+    def test_step(self, batch, batch_idx):
+        self._eval_step(batch, "test")
+
+    def score(self, samples: torch.Tensor, prefix: str) -> dict[str, float]:
+        """Mode coverage of `samples`: against the mixture's centres (points) or by the classifier (images)."""
+        if self.centres is not None:
+            return mode_stats(samples, self.centres, self.facts.extra["std"], self.n_sigma).as_dict(prefix)
+        if self._scorer:
+            with torch.no_grad():
+                probs = torch.softmax(self._scorer[0](samples.flatten(1).float().cpu()), 1)
+            return class_stats(probs).as_dict(prefix)
+        return {}
+
+    def _score_epoch(self, z: torch.Tensor, prefix: str) -> None:
+        self.last_samples = self.G(z).detach()
+        stats = self.score(self.last_samples, prefix)
+        shown = (f"{prefix}/modes", f"{prefix}/high_quality")
+        if stats:
+            self.log_dict({k: v for k, v in stats.items() if k in shown}, prog_bar=True)
+            self.log_dict({k: v for k, v in stats.items() if k not in shown}, prog_bar=False)
+
+    def on_validation_epoch_end(self):
+        self._score_epoch(self.fixed_z, "val")
+
+    def on_test_epoch_end(self):
+        self._score_epoch(self.test_z, "test")

@@ -17,6 +17,10 @@ RESUME_MODELS = {
     "mlp_xor": ["model=mlp_xor", "data.repeats=9", "trainer.max_epochs=3"],
     "mlp": ["model=mlp", "trainer.max_epochs=3", "trainer.limit_train_batches=7", "trainer.limit_val_batches=2",
             "trainer.limit_test_batches=2"],
+    "cnn": ["model=cnn", "trainer.max_epochs=3", "trainer.limit_train_batches=7", "trainer.limit_val_batches=2",
+            "trainer.limit_test_batches=2", "callbacks.cnn_figures=null"],
+    "gan": ["model=gan", "trainer.max_epochs=3", "trainer.limit_train_batches=7", "trainer.limit_val_batches=1",
+            "trainer.limit_test_batches=1"],
 }
 COMMON = ["trainer=cpu", "trainer.deterministic=true", "logger=csv", "callbacks.step_checkpoint.every_n_train_steps=4",
           "callbacks.model_summary=null", "trainer.enable_progress_bar=false"]

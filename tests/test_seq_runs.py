@@ -1,7 +1,7 @@
 """Whole runs of model=rnn / model=lstm through dlf.train.run: smoke runs, bad input, learning, sampling."""
 
 import pytest
-from omegaconf import open_dict
+from omegaconf import OmegaConf, open_dict
 
 from conftest import ROOT, make_cfg, run_cli
 from dlf.errors import DlfError
@@ -73,14 +73,18 @@ def test_lstm_learns_short_adding_problem(tmp_path):
 
 
 def test_char_lm_beats_unigram_and_samples(tmp_path, capsys):
-    cfg = make_cfg(["experiment=lstm_text", "data.corpus_chars=40000", "logger=none"], tmp_path, fast=False)
+    cfg = make_cfg(["experiment=lstm_text", "data.corpus_chars=40000", "data.seq_len=32", "data.batch_size=32",
+                    "model.net.hidden_size=64", "logger=none"], tmp_path, fast=False)
     with open_dict(cfg):
-        cfg.trainer.max_epochs = 3
+        cfg.trainer.max_epochs = 4  # 31 steps an epoch
+        cfg.lr_table.adam = 0.01
     m = run(cfg)
     from dlf.data.text import TextDataModule
 
     unigram = TextDataModule(corpus_chars=40000).prepare().extra["unigram_ppl"]
     assert m["test/ppl"] < 0.75 * unigram, (m, unigram)
+    (tmp_path / ".hydra").mkdir()
+    OmegaConf.save(cfg, tmp_path / ".hydra" / "config.yaml")  # what a CLI run writes (the compose API does not)
     capsys.readouterr()
     assert sample_main([str(tmp_path), "--length", "40", "--top-k", "3"]) == 0
     out = capsys.readouterr().out

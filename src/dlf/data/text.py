@@ -35,6 +35,10 @@ TIMES = ["in the morning", "at noon", "in the evening", "at night", "every day",
 HOBBIES = ["reading books", "playing chess", "cooking soup", "painting birds", "riding a bike", "growing tomatoes"]
 
 
+def _a(word: str) -> str:
+    return ("an " if word[0] in "aeiou" else "a ") + word
+
+
 def _sentence(rng: random.Random) -> str:
     kind = rng.randrange(5)
     if kind == 0:
@@ -48,7 +52,7 @@ def _sentence(rng: random.Random) -> str:
     elif kind == 3:
         s = f"{rng.choice(NAMES)} likes {rng.choice(HOBBIES)} {rng.choice(TIMES)}"
     else:
-        s = f"a {rng.choice(ANIMALS)} and a {rng.choice(ANIMALS)} {rng.choice(VERBS)[:-1]} near the {rng.choice(SPOTS)}"
+        s = f"{_a(rng.choice(ANIMALS))} and {_a(rng.choice(ANIMALS))} {rng.choice(VERBS)[:-1]} near the {rng.choice(SPOTS)}"
     return s[0].upper() + s[1:] + "."
 
 

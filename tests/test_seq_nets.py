@@ -54,7 +54,7 @@ def test_scratch_equals_torch(kind, shape):
     grads = s.grads_as_torch()
     rnn = t.rnn if kind == "rnn" else t.lstm
     for name, p in rnn.named_parameters():
-        torch.testing.assert_close(grads[name], p.grad, rtol=1e-9, atol=1e-12, msg=lambda m: f"{name}: {m}")
+        torch.testing.assert_close(grads[name], p.grad, rtol=1e-9, atol=1e-12, msg=lambda m, name=name: f"{name}: {m}")
 
 
 @pytest.mark.parametrize("kind", ["rnn", "lstm"])

@@ -83,7 +83,7 @@ def test_bad_tbptt_steps_is_one_line(bad):
 
 
 def test_bidirectional_head_and_refusals():
-    facts, x, y = _adding(T=6)
+    facts, x, _ = _adding(T=6)
     s = _system(build_lstm, facts, bidirectional=True)
     assert s(x).shape == (8, 1)
     with pytest.raises(DlfError, match="tbptt_steps needs a one-directional"):

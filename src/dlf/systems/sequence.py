@@ -106,7 +106,7 @@ class SequenceSystem(System):
         z = self(x, self.tbptt_steps if stage == "train" else None)
         loss = self.cost(z, y)
         n, train = len(x), stage == "train"
-        log = dict(batch_size=n, on_step=train, on_epoch=not train)
+        log = {"batch_size": n, "on_step": train, "on_epoch": not train}
         self.log(f"{stage}/loss", loss, prog_bar=True, **log)
         if self.task == "regression":
             self.log(f"{stage}/mse", loss, **log)

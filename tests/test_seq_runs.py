@@ -16,7 +16,6 @@ SMOKE = [  # the first one also writes TensorBoard events; the others run withou
      "logger=none"],
     ["model=lstm", "model.net.impl=scratch", "model.net.num_layers=2", "model.net.dropout=0.2", "logger=none",
      "model.net.init_state=random", "model.net.hidden_size=16", "optimizer=rmsprop", *ADDING, "data.seq_len=8"],
-    ["model=lstm", "model.net.bidirectional=true", "optimizer=sgd", "model.net.hidden_size=16", "logger=none"],
 ]
 
 
@@ -25,8 +24,7 @@ def test_smoke(overrides, tmp_path):
     m = run(make_cfg(overrides, tmp_path))
     assert any(k.startswith("test/") for k in m)
     plots = {p.name for p in (tmp_path / "plots").glob("*.png")}
-    if "model.net.bidirectional=true" not in overrides:
-        assert {"grad_through_time_start.png", "grad_through_time_end.png"} <= plots
+    assert {"grad_through_time_start.png", "grad_through_time_end.png"} <= plots
     if "model=lstm" in overrides:
         assert "lstm_gates_end.png" in plots
 

@@ -145,7 +145,7 @@ def test_bad_sizes_fail_in_one_line(in_shape, blocks, words):
 
 @pytest.mark.parametrize("overrides", [
     ["model=cnn"], ["model=cnn", "model.net.impl=scratch"], ["model=cnn", "optimizer=sgd"],
-    ["model=cnn1d"], ["model=cnn1d", "model.net.impl=scratch", "optimizer=rmsprop"],
+    ["model=cnn1d"], ["model=cnn1d", "model.net.impl=scratch", "optimizer=rmsprop"], ["experiment=cnn1d_mnist1d"],
 ])
 def test_smoke_runs(overrides, tmp_path):
     from conftest import make_cfg
@@ -164,6 +164,7 @@ def test_smoke_runs(overrides, tmp_path):
     (["model=cnn", "data=mnist1d"], ["2-D CNN", "data=mnist1d"]),
     (["model=cnn1d", "data=digits"], ["1-D CNN", "data=digits"]),
     (["model=cnn", "data=xor"], ["CNNSystem", "data=xor"]),
+    (["model=cnn1d", "data=xor"], ["CNNSystem", "data=xor"]),  # cnn1d sets no data.* key that xor would reject
 ])
 def test_model_data_mismatch(args, words, tmp_path):
     from conftest import make_cfg

@@ -32,6 +32,6 @@ def test_digits_target(tmp_path):
 
 @pytest.mark.slow
 def test_mnist1d_target(tmp_path):
-    """`python train.py model=cnn1d`: test accuracy >= 92% on MNIST-1D (the MLP reaches about 66%)."""
-    m = _run(["model=cnn1d"], tmp_path)
+    """`python train.py experiment=cnn1d_mnist1d`: test accuracy >= 92% on MNIST-1D (the MLP reaches about 66%)."""
+    m = _run(["experiment=cnn1d_mnist1d"], tmp_path)
     assert m["test/acc"] >= 0.92, m

@@ -19,6 +19,10 @@ RESUME_MODELS = {
             "trainer.limit_test_batches=2"],
     "cnn": ["model=cnn", "trainer.max_epochs=3", "trainer.limit_train_batches=7", "trainer.limit_val_batches=2",
             "trainer.limit_test_batches=2", "callbacks.cnn_figures=null"],
+    "rnn": ["model=rnn", "trainer.max_epochs=3", "trainer.limit_train_batches=7", "trainer.limit_val_batches=2",
+            "trainer.limit_test_batches=2", "model.net.hidden_size=16"],
+    "lstm": ["model=lstm", "data=adding", "data.seq_len=20", "trainer.max_epochs=3", "trainer.limit_train_batches=7",
+             "trainer.limit_val_batches=2", "trainer.limit_test_batches=2", "model.net.hidden_size=16"],
     "gan": ["model=gan", "trainer.max_epochs=3", "trainer.limit_train_batches=7", "trainer.limit_val_batches=1",
             "trainer.limit_test_batches=1"],
 }

@@ -55,8 +55,9 @@ def test_model_lr_table_feeds_every_optimizer_and_the_command_line_wins():
 def test_smoke_every_model_with_every_optimizer(model, optimizer, tmp_path):
     cfg = make_cfg([f"model={model}", f"optimizer={optimizer}", "logger=none"], tmp_path)
     metrics = run(cfg)
-    assert metrics, "no metric was logged"
-    assert all(torch.isfinite(torch.tensor(v)) for v in metrics.values()), metrics
+    losses = {k: v for k, v in metrics.items() if "loss" in k}
+    assert losses, f"no loss was logged: {metrics}"
+    assert all(torch.isfinite(torch.tensor(v)) for v in losses.values()), losses
 
 
 def test_run_writes_events_checkpoints_plots_and_the_loss_decreases(tmp_path):

@@ -147,7 +147,7 @@ class GANSystem(System):
         d_loss = discriminator_loss(self.D(x), self.D(fake), self.impl)
         self._step(opt_d, d_loss, sched_d)
         self.untoggle_optimizer(opt_d)
-        self.log("train/d_loss", d_loss.detach(), prog_bar=True)
+        self.log_train_step("train/d_loss", d_loss.detach(), prog_bar=True)
 
         # Generator, once every d_steps batches: descend log(1 - D(G(z))) (minimax) or -log D(G(z)) (non-saturating).
         if (batch_idx + 1) % self.d_steps == 0:
@@ -156,8 +156,8 @@ class GANSystem(System):
             g_loss = generator_loss(s_gen, self.g_loss_kind, self.impl)
             self._step(opt_g, g_loss, sched_g)
             self.untoggle_optimizer(opt_g)
-            self.log("train/g_loss", g_loss.detach(), prog_bar=True)
-            self.log("train/d_fake", torch.sigmoid(s_gen.detach()).mean())  # D(G(z)): near 0.5 at equilibrium
+            self.log_train_step("train/g_loss", g_loss.detach(), prog_bar=True)
+            self.log_train_step("train/d_fake", torch.sigmoid(s_gen.detach()).mean())  # D(G(z)): near 0.5 at equilibrium
         return d_loss.detach()
 
     # ---- evaluation -------------------------------------------------------------------------------------------
@@ -200,7 +200,9 @@ class GANSystem(System):
             self.log_dict({k: v for k, v in stats.items() if k not in shown}, prog_bar=False)
 
     def on_validation_epoch_end(self):
+        super().on_validation_epoch_end()
         self._score_epoch(self.fixed_z, "val")
 
     def on_test_epoch_end(self):
+        super().on_test_epoch_end()
         self._score_epoch(self.test_z, "test")

@@ -51,9 +51,11 @@ class MLPSystem(System):
         loss = self.cost(z, y, self.cost_name, self.output)
         y_hat = output_unit(z.detach(), self.output)
         acc.update(y_hat, y.to(torch.int64))
-        on_step = stage == "train"
-        self.log(f"{stage}/loss", loss, on_step=on_step, on_epoch=not on_step, prog_bar=True)
-        self.log(f"{stage}/acc", acc, on_step=False, on_epoch=True, prog_bar=stage != "train")
+        if stage == "train":
+            self.log_train_step("train/loss", loss, prog_bar=True)
+        else:
+            self.log(f"{stage}/loss", loss, on_step=False, on_epoch=True, prog_bar=True)
+        self.log_at_epoch_end(f"{stage}/acc", acc, prog_bar=stage != "train")
         return loss
 
     def training_step(self, batch, batch_idx):

@@ -113,7 +113,7 @@ class SequenceSystem(System):
         elif self.task == "classes":
             acc = getattr(self, f"{stage}_acc")
             acc.update(z.detach(), y)
-            self.log(f"{stage}/acc", acc, on_step=False, on_epoch=True, prog_bar=not train)
+            self.log_at_epoch_end(f"{stage}/acc", acc, prog_bar=not train)
         else:
             nll = loss.detach() / x.shape[1]  # nats per character
             if train:
@@ -140,9 +140,11 @@ class SequenceSystem(System):
         self._step(batch, "test")
 
     def on_validation_epoch_end(self):
+        super().on_validation_epoch_end()
         self._lm_epoch_end("val")
 
     def on_test_epoch_end(self):
+        super().on_test_epoch_end()
         self._lm_epoch_end("test")
 
     def on_save_checkpoint(self, checkpoint: dict) -> None:

@@ -84,7 +84,7 @@ def run_plain(model: str, T: int, steps: int, seed: int) -> tuple[float, float]:
     params = list(rnn.parameters()) + list(head.parameters())
     opt = torch.optim.Adam(params, lr=1e-3)
     times, gen = [], torch.Generator().manual_seed(seed)
-    for step in range(steps):
+    for _ in range(steps):
         t0 = time.perf_counter()
         idx = torch.randint(0, len(x), (50,), generator=gen)
         out, _ = rnn(x[idx])

@@ -22,6 +22,8 @@ import torch
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "src"))
 
+from dlf.systems.mlp import MLPSystem  # noqa: E402
+
 X = torch.tensor([[0.0, 0.0], [0.0, 1.0], [1.0, 0.0], [1.0, 1.0]])
 Y = torch.tensor([[0.0], [1.0], [1.0], [0.0]])
 
@@ -82,6 +84,16 @@ def course_gd(seeds: int, alpha: float, steps: int, margin: float):
     return int(ok.sum()), [int(f) for f in first if f >= 0]
 
 
+class FinalPredictions(MLPSystem):
+    """The default MLP system, keeping its predictions on the four points at the end of training."""
+
+    y_hat = None
+
+    def on_train_end(self):
+        with torch.no_grad():
+            type(self).y_hat = self(X.to(self.device)).cpu()
+
+
 def dlf_run(seed: int, overrides: list[str], margin: float):
     from hydra import compose, initialize_config_dir
     from omegaconf import open_dict
@@ -99,22 +111,12 @@ def dlf_run(seed: int, overrides: list[str], margin: float):
         for k in ("model_checkpoint", "step_checkpoint", "model_summary", "cost_curve", "decision_boundary"):
             cfg.callbacks[k] = None
     steps = cfg.trainer.max_epochs * cfg.data.repeats
-    captured = {}
-    import dlf.systems.mlp as mlp_mod
-
-    orig = mlp_mod.MLPSystem.on_train_end if hasattr(mlp_mod.MLPSystem, "on_train_end") else None
-
-    def grab(self):
-        with torch.no_grad():
-            captured["y_hat"] = self(X.to(self.device)).cpu()
-        if orig:
-            orig(self)
-
-    mlp_mod.MLPSystem.on_train_end = grab
+    cfg.model._target_ = f"{__name__}.FinalPredictions"
+    FinalPredictions.y_hat = None
     t0 = time.perf_counter()
     run(cfg)
     dt = time.perf_counter() - t0
-    return solved(captured["y_hat"], margin), dt, steps, captured["y_hat"]
+    return solved(FinalPredictions.y_hat, margin), dt, steps, FinalPredictions.y_hat
 
 
 def main():

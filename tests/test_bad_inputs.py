@@ -10,7 +10,6 @@ from pathlib import Path
 
 import pytest
 import torch
-
 from cli_server import DATA_CACHE, run_train, shared_server
 
 XOR = ["model=mlp_xor", "data.repeats=3", "trainer.max_epochs=1", "logger=none", "trainer=cpu"]

@@ -149,7 +149,6 @@ def test_bad_sizes_fail_in_one_line(in_shape, blocks, words):
 ])
 def test_smoke_runs(overrides, tmp_path):
     from conftest import make_cfg
-
     from dlf.train import run
 
     cfg = make_cfg(overrides, tmp_path)
@@ -168,7 +167,6 @@ def test_smoke_runs(overrides, tmp_path):
 ])
 def test_model_data_mismatch(args, words, tmp_path):
     from conftest import make_cfg
-
     from dlf.train import run
 
     with pytest.raises(DlfError) as e:

@@ -93,9 +93,9 @@ def test_missing_files_one_line(tmp_path):
 
 def test_cnn_trains_on_mnist_files(tmp_path):
     """The whole pipeline, model=cnn data=mnist, on the small written files."""
-    from conftest import make_cfg
     from omegaconf import open_dict
 
+    from conftest import make_cfg
     from dlf.train import run
 
     write_mnist(tmp_path / "files")

@@ -8,7 +8,6 @@ from omegaconf import open_dict
 
 def _run(overrides, tmp_path):
     from conftest import make_cfg
-
     from dlf.train import run
 
     cfg = make_cfg([*overrides, "logger=none"], tmp_path, fast=False)

@@ -3,14 +3,13 @@ runs started together, and the data loader's resume state."""
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 
 import pytest
 import torch
+from cli_server import shared_server
 
 import dlf.checkpoint as ck
-from cli_server import shared_server
 from dlf.data.base import TensorLoader
 from dlf.errors import DlfError
 

@@ -9,7 +9,6 @@ from pathlib import Path
 
 import pytest
 import torch
-
 from cli_server import DATA_CACHE, run_train, shared_server
 
 # model name -> overrides that keep its run to a few dozen steps (>= 3 epochs, >= 6 steps an epoch)

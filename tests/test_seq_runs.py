@@ -1,9 +1,9 @@
 """Whole runs of model=rnn / model=lstm through dlf.train.run: smoke runs, bad input, learning, sampling."""
 
 import pytest
-from conftest import ROOT, make_cfg, run_cli
 from omegaconf import OmegaConf, open_dict
 
+from conftest import ROOT, make_cfg, run_cli
 from dlf.errors import DlfError
 from dlf.sample import main as sample_main
 from dlf.train import run

@@ -19,9 +19,9 @@ import signal
 from pathlib import Path
 
 import lightning as L
-from lightning.pytorch.callbacks import Checkpoint
 import numpy as np
 import torch
+from lightning.pytorch.callbacks import Checkpoint
 
 from dlf.errors import DlfError
 

@@ -79,7 +79,7 @@ class Conv2dFn(torch.autograd.Function):
         xp, w = ctx.saved_tensors
         k = (w.shape[2], w.shape[3])
         cols = windows(xp, k, ctx.stride)
-        gw = torch.einsum("nfij,ncijuv->fcuv", gy, cols)                  # dJ/dw[f,c,u,v] = sum_{n,i,j} gy * x[.., i s + u, j s + v]
+        gw = torch.einsum("nfij,ncijuv->fcuv", gy, cols)  # dJ/dw[f,c,u,v] = sum_{n,i,j} gy * x[.., i s + u, j s + v]
         gb = gy.sum(dim=(0, 2, 3)) if ctx.has_bias else None              # dJ/db[f] = sum_{n,i,j} gy[n, f, i, j]
         gx = None
         if ctx.needs_input_grad[0]:

@@ -44,6 +44,15 @@ class System(L.LightningModule):
         if connector is None or connector.should_update_logs:
             self.log(name, value, on_step=True, on_epoch=False, **kwargs)
 
+    def log_loss_and_metric(self, stage: str, loss, name: str, metric) -> None:
+        """The usual pair: the loss (every written step in training, per epoch otherwise) and a torchmetrics metric
+        (per epoch, shown in the progress bar outside training)."""
+        if stage == "train":
+            self.log_train_step("train/loss", loss, prog_bar=True)
+        else:
+            self.log(f"{stage}/loss", loss, on_step=False, on_epoch=True, prog_bar=True)
+        self.log_at_epoch_end(f"{stage}/{name}", metric, prog_bar=stage != "train")
+
     def _log_epoch_metrics(self, stage: str) -> None:
         for name in [n for n in self._epoch_metrics if n.startswith(stage + "/")]:
             metric, prog_bar = self._epoch_metrics.pop(name)

@@ -93,11 +93,7 @@ class CNNSystem(System):
         acc.update(pred, y)
         if confusion is not None:
             confusion.update(pred, y)
-        if stage == "train":
-            self.log_train_step("train/loss", loss, prog_bar=True)
-        else:
-            self.log(f"{stage}/loss", loss, on_step=False, on_epoch=True, prog_bar=True)
-        self.log_at_epoch_end(f"{stage}/acc", acc, prog_bar=stage != "train")
+        self.log_loss_and_metric(stage, loss, "acc", acc)
         return loss
 
     def training_step(self, batch, batch_idx):

@@ -10,6 +10,7 @@ import torchmetrics
 from dlf.data.base import DataFacts
 from dlf.errors import require
 from dlf.nets.costs import make_cost, output_unit
+from dlf.nets.mlp import ScratchMLP
 from dlf.systems.base import System
 
 
@@ -31,7 +32,7 @@ class MLPSystem(System):
                 f"model.output=softmax needs class labels, data={facts.name} has a binary target: use model.output=sigmoid")
         self.output = output
         self.net = net(in_features=facts.flat_features, out_features=1 if binary else facts.num_classes)
-        self.impl = "scratch" if type(self.net).__name__.startswith("Scratch") else "torch"
+        self.impl = "scratch" if isinstance(self.net, ScratchMLP) else "torch"
         self.cost_name = cost
         self.cost = make_cost(cost, self.impl)
         if binary:
@@ -51,11 +52,7 @@ class MLPSystem(System):
         loss = self.cost(z, y, self.cost_name, self.output)
         y_hat = output_unit(z.detach(), self.output)
         acc.update(y_hat, y.to(torch.int64))
-        if stage == "train":
-            self.log_train_step("train/loss", loss, prog_bar=True)
-        else:
-            self.log(f"{stage}/loss", loss, on_step=False, on_epoch=True, prog_bar=True)
-        self.log_at_epoch_end(f"{stage}/acc", acc, prog_bar=stage != "train")
+        self.log_loss_and_metric(stage, loss, "acc", acc)
         return loss
 
     def training_step(self, batch, batch_idx):

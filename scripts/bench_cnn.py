@@ -53,7 +53,7 @@ def plain_run(steps: int, impl: str) -> float:
     from dlf.nets.cnn import build_cnn
 
     torch.manual_seed(0)
-    cfg = OmegaConf.load(ROOT / "configs/model/cnn1d.yaml")
+    cfg = OmegaConf.load(ROOT / "src/dlf/configs/model/cnn1d.yaml")
     dm = MNIST1DDataModule(data_dir=str(ROOT / "data"), val_fraction=0.1)
     dm.prepare()
     x, y = dm.train

@@ -20,7 +20,7 @@ torch.set_num_threads(min(2, torch.get_num_threads()))
 
 
 def make_cfg(overrides: list[str], tmp_path: Path, fast: bool = True) -> DictConfig:
-    """Compose configs/train.yaml with `overrides`; everything the run writes goes under tmp_path.
+    """Compose dlf/configs/train.yaml with `overrides`; everything the run writes goes under tmp_path.
 
     fast=True adds debug=fast-like limits unless the overrides set trainer keys themselves.
     """

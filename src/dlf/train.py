@@ -13,7 +13,7 @@ from omegaconf import DictConfig, OmegaConf
 
 from dlf.errors import DlfError
 
-CONFIG_DIR = Path(__file__).resolve().parents[2] / "configs"
+CONFIG_DIR = Path(__file__).resolve().parent / "configs"  # shipped inside the package (pyproject package-data)
 GROUPS = ("data", "model", "optimizer", "scheduler", "trainer", "logger", "callbacks", "paths", "experiment", "debug")
 
 # ${dlf_pid:} in the run-dir pattern keeps two runs started in the same second apart.
@@ -21,7 +21,7 @@ OmegaConf.register_new_resolver("dlf_pid", lambda: str(os.getpid()), replace=Tru
 
 
 def options(group: str) -> list[str]:
-    """The option names of a config group (files in configs/<group>/)."""
+    """The option names of a config group (files in dlf/configs/<group>/)."""
     return sorted(p.stem for p in (CONFIG_DIR / group).glob("*.yaml"))
 
 
@@ -228,7 +228,7 @@ def precheck(overrides: list[str]) -> DictConfig:
         if m:
             key = m.group(1)
             group = key.split(".")[0]
-            where = f" (the keys of {group} are in configs/{group}/)" if group in GROUPS else ""
+            where = f" (the keys of {group} are in src/dlf/configs/{group}/)" if group in GROUPS else ""
             raise DlfError(f"unknown option '{key}'{where}: check its spelling (`python train.py --cfg job` prints "
                            f"every key), or add a new key with +{key}=...") from None
         raise DlfError(f"bad configuration: {_one_line(e)}: check the spelling of the option and its value") from None
@@ -274,7 +274,7 @@ def resume_args(args: list[str], cfg: DictConfig) -> list[str]:
 def cli() -> None:
     """Console entry point (`dlf-train`, `python train.py`)."""
     if not CONFIG_DIR.is_dir():
-        _fail(f"config dir {CONFIG_DIR} not found: install dlf from a clone with `pip install -e .`")
+        _fail(f"config dir {CONFIG_DIR} not found: reinstall dlf (`pip install -e .` from a clone, or `pip install dlf`)")
     try:
         cfg = precheck(sys.argv[1:])
         sys.argv[1:] = resume_args(sys.argv[1:], cfg)

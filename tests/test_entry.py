@@ -70,7 +70,8 @@ def test_sweep_goes_on_after_a_failed_job_and_exits_non_zero(tmp_path):
     assert "model.net.activation=swish" in failed["overrides"]
     assert ok["status"] == "ok" and ok["best"] is not None and ok["steps"] > 0
     last = r.stderr.strip().splitlines()[-1]
-    assert last.startswith("dlf: error: 1 job(s) of the sweep failed"), last
+    assert last.startswith("dlf: error: 1 of 2 jobs of the sweep failed, e.g. job 0 (") and "swish" in last, last
+    assert len([ln for ln in r.stderr.splitlines() if ln.startswith("dlf: error:")]) == 1, r.stderr[-3000:]
 
 
 def test_single_run_failure_is_one_line_and_recorded(tmp_path):

@@ -289,8 +289,8 @@ def _task(cfg: DictConfig) -> float:
         value = outcome["best"] if outcome["best"] is not None else outcome["last"]
         return float("nan") if value is None else float(value)
     if multirun and status != "interrupted":
-        print(f"dlf: error: job {hc.job.num} ({' '.join(hc.overrides.task) or 'no overrides'}): {error}",
-              file=sys.stderr)
+        print(f"dlf: job {hc.job.num} {status} ({' '.join(hc.overrides.task) or 'no overrides'}): {error}",
+              file=sys.stderr)  # the sweep goes on; dlf.cli ends it with one error line
         return float("nan")
     _fail(error, code)
 

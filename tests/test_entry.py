@@ -256,3 +256,17 @@ def test_resume_keeps_the_first_config_and_numbers_each_resume(tmp_path):
         cfg = OmegaConf.load(rec / "config.yaml")
         assert cfg.trainer.max_epochs == epochs and cfg.ckpt_path == str(run / "checkpoints" / "last.ckpt")
     assert json.loads((run / "result.json").read_text())["steps"] == 3 * 50  # data.repeats=50 steps an epoch
+
+
+def test_experimental_rerun_as_in_a_bare_hydra_app(tmp_path):
+    """--experimental-rerun <run>/.hydra/config.pickle (Hydra's PickleJobInfoCallback) reruns the job, in both apps."""
+    pickle = "+hydra.callbacks.save_job_info._target_=hydra.experimental.callbacks.PickleJobInfoCallback"
+    r = run_train([*XOR, "debug=fast", pickle, "hydra.run.dir=run"], cwd=tmp_path)
+    assert r.returncode == 0, r.stderr[-2000:]
+    saved = tmp_path / "run" / ".hydra" / "config.pickle"
+    (tmp_path / "run" / "result.json").unlink()
+    ours = run_train(["--experimental-rerun", str(saved)], cwd=tmp_path)
+    bare = subprocess.run([sys.executable, str(BARE), "--experimental-rerun", str(saved)], cwd=tmp_path,
+                          env=cli_env(tmp_path), capture_output=True, text=True, timeout=300)
+    assert ours.returncode == bare.returncode == 0, (ours.stderr[-2000:], bare.stderr[-2000:])
+    assert json.loads((tmp_path / "run" / "result.json").read_text())["status"] == "ok"  # the rerun wrote it again

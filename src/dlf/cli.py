@@ -121,6 +121,9 @@ def cli() -> None:
     os.environ["DLF_FULL_ERROR"] = "1" if full == "1" else "0"  # what the user asked for (the task reads it)
     os.environ["HYDRA_FULL_ERROR"] = "1"  # Hydra raises instead of printing; dlf prints the one line below
     FAILED_JOBS.clear()
+    from hydra.core.utils import setup_globals
+
+    setup_globals()  # ${hydra:...} and ${now:...}: Hydra registers them itself, except on --experimental-rerun
     try:
         hydra.main(config_path=str(CONFIG_DIR), config_name="train", version_base="1.3")(_task)()
     except Exception as e:  # noqa: BLE001 - one line, not a traceback

@@ -50,7 +50,7 @@ class Startup(Callback):
 
         PREPARED.clear()
         prepared = prepare(config)
-        given = {str(o).split("=", 1)[0] for o in config.hydra.overrides.hydra}
+        given = {str(o).split("=", 1)[0].lstrip("+~") for o in config.hydra.overrides.hydra}
         run = prepared.get("run_dir")
         if run is not None and config.get("train", True) and "hydra.run.dir" not in given:
             with read_write(config), open_dict(config):

@@ -1,6 +1,8 @@
-"""The Hydra entry point: compose the config, instantiate data → model → callbacks, loggers, Trainer, then fit and test.
+"""The Hydra task: check the config and checkpoint once (`prepare`), instantiate data → model → callbacks, loggers,
+Trainer, fit and test (`run`), record `<job dir>/result.json` and return the monitored metric (`_task`).
 
-`python train.py model=lstm optimizer=rmsprop` (from a clone) and `dlf-train ...` (installed) both land in `cli()`.
+`python train.py model=lstm optimizer=rmsprop` (from a clone) and `dlf-train ...` (installed) land in `dlf.cli.cli()`,
+a bare `@hydra.main` app whose task function is `_task` here.
 """
 
 from __future__ import annotations

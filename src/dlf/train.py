@@ -71,8 +71,11 @@ def _instantiate_all(section) -> list:
     return [instantiate(c) for c in section.values() if isinstance(c, DictConfig) and "_target_" in c]
 
 
-def run(cfg: DictConfig) -> dict:
-    """Train (and test) as `cfg` says; returns the final metrics. Raises DlfError for bad input."""
+def run(cfg: DictConfig, outcome: dict | None = None) -> dict:
+    """Train (and test) as `cfg` says; returns the final metrics. Raises DlfError for bad input.
+
+    `outcome` (if given) receives `best` (the checkpoint callback's best `monitor` value, if it kept one), `last` (the
+    final `monitor` value) and `steps` (optimizer steps taken), also when training fails half-way."""
     import lightning as L
     import torch
     from hydra.utils import instantiate
@@ -105,11 +108,15 @@ def run(cfg: DictConfig) -> dict:
     loggers = _instantiate_all(cfg.get("logger"))
     plugins = list(cfg.trainer.get("plugins") or []) + [AtomicCheckpointIO()]
     trainer = instantiate(cfg.trainer, callbacks=callbacks, logger=loggers if loggers else False, plugins=plugins)
-    for lg in loggers:
-        lg.log_hyperparams(OmegaConf.to_container(cfg, resolve=True))
+    outcome = {} if outcome is None else outcome
 
     if cfg.get("train", True):
-        trainer.fit(model, datamodule=datamodule, ckpt_path=str(ckpt_path) if ckpt_path else None, weights_only=True)
+        try:
+            trainer.fit(model, datamodule=datamodule, ckpt_path=str(ckpt_path) if ckpt_path else None,
+                        weights_only=True)
+        finally:
+            outcome["steps"] = int(trainer.global_step)
+            outcome["best"] = _best_score(trainer, cfg.get("monitor"))
     metrics = {k: float(v) for k, v in trainer.callback_metrics.items()}
     if cfg.get("test", True):
         best = trainer.checkpoint_callback.best_model_path if trainer.checkpoint_callback else ""
@@ -122,11 +129,22 @@ def run(cfg: DictConfig) -> dict:
             test_metrics = trainer.test(model, datamodule=datamodule, verbose=False)
         for d in test_metrics:
             metrics.update({k: float(v) for k, v in d.items()})
+    outcome["last"] = metrics.get(cfg.get("monitor"))
     tests = {k: round(v, 4) for k, v in metrics.items() if k.startswith("test/")}
     if tests:
         print("Test: " + ", ".join(f"{k}={v}" for k, v in sorted(tests.items())))
     print(f"Run dir: {cfg.paths.output_dir}   (tensorboard --logdir {cfg.paths.output_dir})")
     return metrics
+
+
+def _best_score(trainer, monitor) -> float | None:
+    """The best `monitor` value a ModelCheckpoint watching it kept (None: no such callback, or nothing logged)."""
+    from lightning.pytorch.callbacks import ModelCheckpoint
+
+    for cb in trainer.checkpoint_callbacks:
+        if isinstance(cb, ModelCheckpoint) and cb.monitor == monitor and cb.best_model_score is not None:
+            return float(cb.best_model_score)
+    return None
 
 
 def _check_weights_fit(model, state_dict: dict, path) -> None:
@@ -165,28 +183,90 @@ def _fail(message: str, code: int = 2):
     sys.exit(code)
 
 
-def _task(cfg: DictConfig) -> None:
-    """Hydra's task function: run, turning any error into one line unless HYDRA_FULL_ERROR=1."""
-    from dlf.callbacks.resilience import RunInterrupted
+FAILED_JOBS: list[str] = []  # one line per failed job of this process's multirun; cli() exits non-zero if any
 
+
+def _write_json(path: Path, data: dict) -> None:
+    """Write `data` as JSON to `path` atomically (a temp file in the same folder, then os.replace)."""
+    import json
+    import tempfile
+
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    with os.fdopen(fd, "w") as f:
+        json.dump(data, f, indent=2)
+        f.write("\n")
+    os.replace(tmp, path)
+
+
+def _task(cfg: DictConfig) -> float:
+    """Hydra's task function: run, write `<job dir>/result.json`, return the monitored metric.
+
+    Returns `monitor`'s best value as kept by the checkpoint callback watching it (checkpoints/best.ckpt), else its
+    last logged value (e.g. with debug=fast, which keeps no checkpoint), so any Hydra sweeper can optimize it.
+    A failed or diverged job returns NaN: Optuna records a NaN trial as failed and leaves it out of its model (a "worst
+    value" would feed it a made-up score), and the basic sweeper ignores return values.
+    In a single run an error is one line and a non-zero exit; in a multirun (-m) the job prints its line and the sweep
+    goes on, and `cli()` exits non-zero at the end. Ctrl+C / SIGTERM stop a sweep too (after the job records itself).
+    result.json: {status: ok|failed|diverged|interrupted, error, monitor, mode, best, last, steps, wall_s, overrides}.
+    """
+    import time
+
+    from hydra.core.hydra_config import HydraConfig
+    from hydra.types import RunMode
+
+    from dlf.callbacks.resilience import RunInterrupted
+    from dlf.errors import Diverged
+
+    hc = HydraConfig.get()
+    multirun = hc.mode == RunMode.MULTIRUN
+    outcome: dict = {"best": None, "last": None, "steps": 0}
+    status, error, code, start = "ok", None, 0, time.monotonic()
     try:
-        run(cfg)
+        run(cfg, outcome)
     except KeyboardInterrupt:
-        _fail("interrupted", 130)
+        status, error, code = "interrupted", "interrupted", 130
     except RunInterrupted as e:
-        _fail(str(e), e.code)
+        status, error, code = "interrupted", str(e), e.code
     except SystemExit as e:  # Lightning's SIGTERMException (a SystemExit with no code) must not exit 0
-        if type(e).__name__ == "SIGTERMException":
-            _fail("stopped by SIGTERM at the end of a batch without a checkpoint: resume with ckpt_path=last "
-                  "(the newest last.ckpt)", 143)
-        raise
-    except Exception as e:  # noqa: BLE001 - one line, not a traceback
-        if os.environ.get("HYDRA_FULL_ERROR") == "1":
+        if type(e).__name__ != "SIGTERMException":
             raise
+        status, code = "interrupted", 143
+        error = ("stopped by SIGTERM at the end of a batch without a checkpoint: resume with ckpt_path=last "
+                 "(the newest last.ckpt)")
+    except Exception as e:  # noqa: BLE001 - one line, not a traceback
         cause = _root_cause(e)
+        status = "diverged" if isinstance(cause, Diverged) else "failed"
         if isinstance(cause, DlfError):
-            _fail(str(cause))
-        _fail(f"{type(cause).__name__}: {_one_line(cause)} (set HYDRA_FULL_ERROR=1 for the full traceback)", 1)
+            error, code = str(cause), 2
+        else:
+            error, code = f"{type(cause).__name__}: {_one_line(cause)} (set HYDRA_FULL_ERROR=1 for the full traceback)", 1
+        if os.environ.get("HYDRA_FULL_ERROR") == "1" and not multirun:
+            _record(hc, cfg, status, error, outcome, start)
+            raise
+    _record(hc, cfg, status, error, outcome, start)
+    if status == "ok":
+        value = outcome["best"] if outcome["best"] is not None else outcome["last"]
+        return float("nan") if value is None else float(value)
+    if multirun and status != "interrupted":
+        print(f"dlf: error: job {hc.job.num} ({' '.join(hc.overrides.task) or 'no overrides'}): {error}",
+              file=sys.stderr)
+        FAILED_JOBS.append(f"{hc.job.num}: {error}")
+        return float("nan")
+    _fail(error, code)
+
+
+def _record(hc, cfg: DictConfig, status: str, error: str | None, outcome: dict, start: float) -> None:
+    import math
+    import time
+
+    def num(v):  # strict JSON has no NaN/inf: a non-finite value is recorded as null (the status says why)
+        return float(v) if v is not None and math.isfinite(v) else None
+
+    _write_json(Path(hc.runtime.output_dir) / "result.json", {
+        "status": status, "error": error, "monitor": cfg.get("monitor"), "mode": cfg.get("monitor_mode"),
+        "best": num(outcome.get("best")), "last": num(outcome.get("last")), "steps": int(outcome.get("steps") or 0),
+        "wall_s": round(time.monotonic() - start, 3), "overrides": [str(o) for o in hc.overrides.task]})
 
 
 def precheck(overrides: list[str]) -> DictConfig:
@@ -287,6 +367,9 @@ def cli() -> None:
     import hydra
 
     hydra.main(config_path=str(CONFIG_DIR), config_name="train", version_base="1.3")(_task)()
+    if FAILED_JOBS:  # a multirun whose jobs all ran, some of them failed
+        _fail(f"{len(FAILED_JOBS)} job(s) of the sweep failed (their lines are above; each job dir has a "
+              f"result.json): first: {FAILED_JOBS[0]}", 1)
 
 
 if __name__ == "__main__":

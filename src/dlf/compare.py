@@ -263,6 +263,9 @@ def plot(runs: list[Run], path: Path) -> bool:
     ax_mon.set_title("monitored: " + (", ".join(monitors) or "none") + (f" ({modes[0]} is best)" if len(modes) == 1 else ""))
     ax_mon.set_xlabel("step")
     ax_mon.set_ylabel(monitors[0] if len(monitors) == 1 else "value")
+    mon_values = [v for line in ax_mon.get_lines() for v in line.get_ydata() if math.isfinite(v)]
+    if mon_values and min(mon_values) > 0 and max(mon_values) / min(mon_values) > 100:  # orders of magnitude apart
+        ax_mon.set_yscale("log")
     for ax in (ax_cost, ax_mon):
         ax.grid(alpha=0.3)
     handles, labels = ax_cost.get_legend_handles_labels()

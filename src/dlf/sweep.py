@@ -56,7 +56,7 @@ def threads_per_job(launcher: DictConfig | None, available: int) -> int | None:
         n = available if n < 0 else n  # joblib: -1 = as many workers as cores
         return max(1, available // max(1, min(n, available)))
     if "submitit" in target and launcher.get("cpus_per_task"):
-        return int(launcher.cpus_per_task)
+        return int(launcher.get("cpus_per_task"))
     return None
 
 

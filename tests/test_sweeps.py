@@ -11,9 +11,9 @@ import subprocess
 import sys
 
 import pytest
-from conftest import ROOT, run_cli
 from hydra import compose, initialize_config_dir
 
+from conftest import ROOT, run_cli
 from dlf.sweep import MAX_NAME, job_dir_name, threads_per_job
 from dlf.train import CONFIG_DIR
 

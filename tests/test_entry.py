@@ -3,11 +3,15 @@
 from __future__ import annotations
 
 import copy
+import importlib.util
 import json
 import math
+import subprocess
+import sys
 from pathlib import Path
 
-from cli_server import run_train
+import pytest
+from cli_server import cli_env, run_train
 from hydra import compose, initialize_config_dir
 from omegaconf import open_dict
 
@@ -74,3 +78,124 @@ def test_single_run_failure_is_one_line_and_recorded(tmp_path):
     assert r.returncode == 2 and r.stderr.strip().splitlines()[-1].startswith("dlf: error: model.net.activation")
     res = json.loads((tmp_path / "run" / "result.json").read_text())
     assert res["status"] == "failed" and "swish" in res["error"]
+
+
+# --- the command line is Hydra's: dlf against a bare @hydra.main app over the same config tree ----------------------
+BARE = Path(__file__).resolve().parent / "bare_app" / "train.py"
+D = str(CONFIG_DIR)
+# (flags and overrides, compare stdout too): every Hydra 1.3 flag and the override grammar, with valid values
+TABLE = [
+    (["--cfg", "job"], True), (["--cfg", "hydra"], True), (["--cfg", "all"], True), (["--cfg", "job", "--resolve"], True),
+    (["--cfg=job", "--package", "optimizer"], True), (["-p", "model", "--cfg", "job", "model=lstm"], True),
+    (["-cn", "train", "--cfg", "job"], True), (["--config-name", "train", "--cfg", "job"], True),
+    (["--config-name=train", "--cfg", "job"], True), (["-cp", D, "--cfg", "job"], True),
+    (["--config-path", D, "--cfg", "job"], True), (["-cd", D, "--cfg", "job"], True), (["--config-dir", D, "--cfg", "job"], True),
+    (["--help"], True), (["--help", "model=lstm"], True), (["--hydra-help"], False), (["--info"], True),
+    (["--info", "all"], True), (["--info", "config"], True), (["--info", "defaults"], True),
+    (["--info", "defaults-tree"], True), (["--info", "searchpath"], True), (["--info", "plugins"], False),
+    (["--shell-completion", "install=bash"], False), (["-sc", "uninstall=bash"], False),
+    (["--cfg", "job", "optimizer.lr=0.1", "optimizer.betas=[0.8,0.99]", "trainer.max_epochs=3"], True),
+    (["--cfg", "job", "+extra={a:1,b:[x,'y z']}", "++optimizer.lr=0.2", "++brand_new=3"], True),
+    (["--cfg", "job", "~scheduler", "~optimizer.weight_decay", "task_name='my run'", 'seed="7"'], True),
+    (["--cfg", "job", "model=cnn", "optimizer=sgd", "data=digits", "debug=fast"], True),
+    (["--cfg", "job", "experiment=xor_seed", "+trainer.profiler=null", "seed=${oc.env:NO_SUCH_VAR,3}"], True),
+    (["--cfg", "hydra", "hydra/launcher=joblib", "hydra/sweeper=optuna", "hydra.job.chdir=false"], True),
+    (["--cfg", "job", "--resolve", "model=gan"], True),
+]
+
+
+def _call(main, args: list[str], monkeypatch, capsys) -> tuple[int, str]:
+    """Run a hydra.main app in this process with `args` as its command line; returns (exit code, stdout)."""
+    import logging
+
+    for lg in [logging.getLogger(), *logging.Logger.manager.loggerDict.values()]:  # as in a fresh process
+        if isinstance(lg, logging.Logger):
+            lg.handlers.clear()
+            lg.setLevel(logging.NOTSET)
+            lg.propagate, lg.disabled = True, False
+    logging.getLogger().setLevel(logging.WARNING)
+    monkeypatch.setattr(sys, "argv", ["train.py", *args])
+    code = 0
+    try:
+        main()
+    except SystemExit as e:
+        code = e.code if isinstance(e.code, int) else (0 if e.code is None else 1)
+    return code, capsys.readouterr().out
+
+
+@pytest.mark.parametrize("args,same_output", TABLE, ids=[" ".join(a)[:60] for a, _ in TABLE])
+def test_flags_and_overrides_as_in_a_bare_hydra_app(args, same_output, monkeypatch, capsys, tmp_path):
+    from dlf.cli import cli
+
+    monkeypatch.chdir(tmp_path)
+    spec = importlib.util.spec_from_file_location("train", BARE)  # the job name Hydra derives
+    bare = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(bare)
+    ours, out = _call(cli, args, monkeypatch, capsys)
+    theirs, bare_out = _call(bare.main, args, monkeypatch, capsys)
+    assert (ours, theirs) == (0, 0)
+    assert out.strip(), "nothing printed"
+    if same_output:
+        assert out == bare_out
+
+
+# sweeps that run (cheap: debug=fast on XOR); the jobs' overrides must be the ones the bare app gets
+SWEEPS = [
+    ["optimizer=glob(ada*)", "optimizer.lr=sort(0.3,0.1)", "seed=range(1,2)"],
+    ["optimizer.lr=tag(fast,choice(0.1,0.2))", "seed=shuffle(1,2)", "+note=a,b", "~scheduler"],
+]
+
+
+def _job_overrides(sweep: Path) -> list[list[str]]:
+    from omegaconf import OmegaConf
+
+    return sorted(sorted(OmegaConf.load(f)) for f in sweep.glob("*/.hydra/overrides.yaml"))
+
+
+@pytest.mark.parametrize("sweep", SWEEPS, ids=["glob-sort-range", "tag-choice-shuffle-plus-delete"])
+def test_sweep_grammar_as_in_a_bare_hydra_app(sweep, tmp_path):
+    base = ["model=mlp_xor", "debug=fast", "trainer=cpu"]
+    r = run_train(["-m", *base, *sweep, "hydra.sweep.dir=ours"], cwd=tmp_path)
+    bare = subprocess.run([sys.executable, str(BARE), "-m", *base, *sweep, "hydra.sweep.dir=bare"], cwd=tmp_path,
+                          env=cli_env(tmp_path), capture_output=True, text=True, timeout=300)
+    assert r.returncode == bare.returncode == 0, (r.stderr[-2000:], bare.stderr[-2000:])
+    jobs = _job_overrides(tmp_path / "ours")
+    assert jobs == _job_overrides(tmp_path / "bare") and len(jobs) >= 4
+    results = [json.loads(f.read_text()) for f in (tmp_path / "ours").glob("*/result.json")]
+    assert len(results) == len(jobs) and all(res["status"] == "ok" for res in results)
+
+
+def test_optuna_sweep_optimizes_the_returned_metric(tmp_path):
+    """`interval()` (which the basic sweeper cannot enumerate) through the Optuna sweeper: every trial gets a value."""
+    pytest.importorskip("hydra_plugins.hydra_optuna_sweeper")
+    r = run_train(["-m", "model=mlp_xor", "debug=fast", "trainer=cpu", "hydra/sweeper=optuna", "hydra.sweeper.n_trials=2",
+                   "hydra.sweeper.sampler.seed=1", "optimizer.lr=interval(0.01,0.1)", "hydra.sweep.dir=sweep"],
+                  cwd=tmp_path)
+    assert r.returncode == 0, r.stderr[-3000:]
+    from omegaconf import OmegaConf
+
+    best = OmegaConf.load(tmp_path / "sweep" / "optimization_results.yaml")
+    lasts = [json.loads(f.read_text())["last"] for f in (tmp_path / "sweep").glob("*/result.json")]
+    assert len(lasts) == 2 and best.best_value == min(lasts)
+
+
+def test_help_cfg_info_and_config_errors_import_no_torch(tmp_path):
+    """--help, --cfg, --info and config errors answer without importing torch or Lightning."""
+    code = """
+import sys
+from dlf.cli import cli
+codes = []
+for args in (["--help"], ["--cfg", "job"], ["--info", "defaults"], ["model=mlpp"], ["optimizer.lr=-1"],
+             ["optimizer.lrr=1"], ["model=mlp", "ckpt_path=last"]):
+    sys.argv = ["train.py", *args]
+    try:
+        cli()
+        codes.append(0)
+    except SystemExit as e:
+        codes.append(e.code)
+print("RESULT", codes, sorted(m for m in ("torch", "lightning") if m in sys.modules))
+"""
+    r = subprocess.run([sys.executable, "-c", code], cwd=tmp_path, env=cli_env(tmp_path), capture_output=True,
+                       text=True, timeout=300)
+    line = [ln for ln in r.stdout.splitlines() if ln.startswith("RESULT")]
+    assert line == ["RESULT [0, 0, 0, 2, 2, 2, 2] []"], (r.stdout[-2000:], r.stderr[-2000:])

@@ -72,24 +72,51 @@ def _instantiate_all(section) -> list:
     return [instantiate(c) for c in section.values() if isinstance(c, DictConfig) and "_target_" in c]
 
 
-def run(cfg: DictConfig, outcome: dict | None = None) -> dict:
+def prepare(cfg: DictConfig) -> dict:
+    """The start-up checks, each done once: the config's values (`validate`, no torch), then for `ckpt_path` the file
+    (`last` -> the newest last.ckpt of the task), read with weights_only=True and checked against the model config.
+    Returns {"ckpt_path", "ckpt", "run_dir"} (None where there is no checkpoint). `cfg` may hold the hydra node and
+    no run dir yet (dlf.cli.Startup calls this before Hydra makes one)."""
+    import copy
+
+    from omegaconf import open_dict
+
+    plain = copy.deepcopy(cfg)
+    with open_dict(plain):
+        plain.pop("hydra", None)
+        plain.paths.output_dir = "<run dir>"  # not known yet; every other value must resolve
+    validate(plain)
+    if not cfg.get("ckpt_path"):
+        return {"ckpt_path": None, "ckpt": None, "run_dir": None}
+    from dlf.checkpoint import check_compatible, read_checkpoint, resolve_ckpt_path, run_dir_of
+
+    path = resolve_ckpt_path(str(cfg.ckpt_path), plain.task_name, plain.paths.log_dir)
+    run = run_dir_of(path)
+    hint = ""
+    if run is not None and (run / ".hydra" / "overrides.yaml").is_file():
+        old = [o for o in OmegaConf.load(run / ".hydra" / "overrides.yaml") if not str(o).startswith("ckpt_path=")]
+        hint = f" ({' '.join(map(str, old)) or 'no overrides'})"
+    ckpt = read_checkpoint(path)
+    check_compatible(ckpt, OmegaConf.to_container(plain.model, resolve=False), path, hint)
+    return {"ckpt_path": path, "ckpt": ckpt, "run_dir": run}
+
+
+def run(cfg: DictConfig, outcome: dict | None = None, prepared: dict | None = None) -> dict:
     """Train (and test) as `cfg` says; returns the final metrics. Raises DlfError for bad input.
 
-    `outcome` (if given) receives `best` (the checkpoint callback's best `monitor` value, if it kept one), `last` (the
+    `prepared`: what `prepare(cfg)` returned, if it already ran. `outcome` (if given) receives `best` (the checkpoint callback's best `monitor` value, if it kept one), `last` (the
     final `monitor` value) and `steps` (optimizer steps taken), also when training fails half-way."""
     import lightning as L
     import torch
     from hydra.utils import instantiate
 
     from dlf.callbacks.resilience import RunGuard
-    from dlf.checkpoint import AtomicCheckpointIO, check_compatible, read_checkpoint, resolve_ckpt_path
+    from dlf.checkpoint import AtomicCheckpointIO
 
-    validate(cfg)
-    ckpt_path, ckpt = None, None
-    if cfg.get("ckpt_path"):  # read (weights_only=True) and check before anything is built
-        ckpt_path = resolve_ckpt_path(str(cfg.ckpt_path), cfg.task_name, cfg.paths.log_dir)
-        ckpt = read_checkpoint(ckpt_path)
-        check_compatible(ckpt, OmegaConf.to_container(cfg.model, resolve=False), ckpt_path)
+    if prepared is None:
+        prepared = prepare(cfg)
+    ckpt_path, ckpt = prepared.get("ckpt_path"), prepared.get("ckpt")
+    prepared.clear()  # the checkpoint's tensors are dropped once the weights are checked below
     torch.set_float32_matmul_precision("high")
     L.seed_everything(cfg.seed, workers=True, verbose=False)
 
@@ -184,7 +211,7 @@ def _fail(message: str, code: int = 2):
     sys.exit(code)
 
 
-FAILED_JOBS: list[str] = []  # one line per failed job of this process's multirun; cli() exits non-zero if any
+PREPARED: dict = {}  # a single run's start-up checks, done by dlf.cli.Startup before Hydra made the run dir
 
 
 def _write_json(path: Path, data: dict) -> None:
@@ -224,7 +251,9 @@ def _task(cfg: DictConfig) -> float:
     outcome: dict = {"best": None, "last": None, "steps": 0}
     status, error, code, start = "ok", None, 0, time.monotonic()
     try:
-        run(cfg, outcome)
+        prepared = dict(PREPARED) if not multirun and PREPARED else None  # checked before the run dir was made
+        PREPARED.clear()
+        run(cfg, outcome, prepared)
     except KeyboardInterrupt:
         status, error, code = "interrupted", "interrupted", 130
     except RunInterrupted as e:
@@ -242,7 +271,7 @@ def _task(cfg: DictConfig) -> float:
             error, code = str(cause), 2
         else:
             error, code = f"{type(cause).__name__}: {_one_line(cause)} (set HYDRA_FULL_ERROR=1 for the full traceback)", 1
-        if os.environ.get("HYDRA_FULL_ERROR") == "1" and not multirun:
+        if os.environ.get("DLF_FULL_ERROR", os.environ.get("HYDRA_FULL_ERROR")) == "1" and not multirun:
             _record(hc, cfg, status, error, outcome, start)
             raise
     _record(hc, cfg, status, error, outcome, start)
@@ -252,7 +281,6 @@ def _task(cfg: DictConfig) -> float:
     if multirun and status != "interrupted":
         print(f"dlf: error: job {hc.job.num} ({' '.join(hc.overrides.task) or 'no overrides'}): {error}",
               file=sys.stderr)
-        FAILED_JOBS.append(f"{hc.job.num}: {error}")
         return float("nan")
     _fail(error, code)
 
@@ -270,107 +298,11 @@ def _record(hc, cfg: DictConfig, status: str, error: str | None, outcome: dict, 
         "wall_s": round(time.monotonic() - start, 3), "overrides": [str(o) for o in hc.overrides.task]})
 
 
-def precheck(overrides: list[str]) -> DictConfig:
-    """Check the command line before Hydra starts (and before torch is imported): unknown group options, composition
-    errors and every check of `validate` give one line. Returns the composed config (run dir not yet known)."""
-    from hydra import compose, initialize_config_dir
-    from hydra.core.override_parser.overrides_parser import OverridesParser
-    from hydra.errors import HydraException
-    from omegaconf.errors import OmegaConfBaseException
-
-    args = [a for a in overrides if not a.startswith("-")]
-    try:
-        parsed = OverridesParser.create().parse_overrides(args)
-    except HydraException as e:
-        raise DlfError(f"cannot read the command line: {_one_line(e)}: write overrides as key=value (quote values "
-                       "with spaces or brackets)") from None
-    first = []
-    for o in parsed:
-        key = o.key_or_group
-        if key.startswith("hydra"):
-            continue
-        values = list(o.sweep_string_iterator()) if o.is_sweep_override() else [o.get_value_element_as_str()]
-        if key in GROUPS and not o.is_delete():
-            known = options(key)
-            for v in values:
-                if v not in known and v != "null":
-                    raise DlfError(f"unknown {key} '{v}': choose one of {', '.join(known)} (e.g. {key}={known[0]})")
-        if o.is_sweep_override():
-            first.append(f"{o.get_key_element()}={values[0]}")
-        else:
-            first.append(o.input_line)
-    try:
-        with initialize_config_dir(str(CONFIG_DIR), version_base="1.3"):
-            cfg = compose("train", overrides=first)
-    except (HydraException, OmegaConfBaseException) as e:
-        import re
-
-        m = re.search(r"Could not override '([^']+)'", str(e))
-        if m:
-            key = m.group(1)
-            group = key.split(".")[0]
-            where = f" (the keys of {group} are in src/dlf/configs/{group}/)" if group in GROUPS else ""
-            raise DlfError(f"unknown option '{key}'{where}: check its spelling (`python train.py --cfg job` prints "
-                           f"every key), or add a new key with +{key}=...") from None
-        raise DlfError(f"bad configuration: {_one_line(e)}: check the spelling of the option and its value") from None
-    from omegaconf import open_dict
-
-    with open_dict(cfg):  # no Hydra run yet: stand in for the run dir so every other value resolves
-        cfg.paths.output_dir = "<run dir>"
-    validate(cfg)
-    return cfg
-
-
-def _quote(value: str) -> str:
-    """A path as a Hydra override value."""
-    import re
-
-    return value if re.fullmatch(r"[\w/.\-]+", value) else "'" + value.replace("\\", "\\\\").replace("'", "\\'") + "'"
-
-
-def resume_args(args: list[str], cfg: DictConfig) -> list[str]:
-    """For `ckpt_path=<file>` or `ckpt_path=last`: check the checkpoint (weights_only load, same model) before Hydra
-    starts, then point ckpt_path at the file and hydra.run.dir at the checkpoint's own run dir, so the resumed run
-    writes its events, checkpoints and plots where the interrupted run left them."""
-    from dlf.checkpoint import check_compatible, read_checkpoint, resolve_ckpt_path, run_dir_of
-
-    value = cfg.get("ckpt_path")
-    if not value:
-        return args
-    path = resolve_ckpt_path(str(value), cfg.task_name, cfg.paths.log_dir)
-    run = run_dir_of(path)
-    hint = ""
-    if run is not None and (run / ".hydra" / "overrides.yaml").is_file():
-        old = [o for o in OmegaConf.load(run / ".hydra" / "overrides.yaml") if not str(o).startswith("ckpt_path=")]
-        hint = f" ({' '.join(map(str, old)) or 'no overrides'})"
-    check_compatible(read_checkpoint(path), OmegaConf.to_container(cfg.model, resolve=False), path, hint)
-    out = [a for a in args if not a.split("=", 1)[0].lstrip("+~") == "ckpt_path"] + [f"ckpt_path={_quote(str(path))}"]
-    multirun = any(a in ("-m", "--multirun") for a in args)
-    resuming = cfg.get("train", True)  # train=false only evaluates the checkpoint: a new run dir, the old one untouched
-    if run is not None and resuming and not multirun and not any(a.startswith("hydra.run.dir=") for a in args):
-        out.append(f"hydra.run.dir={_quote(str(run))}")
-    return out
-
-
 def cli() -> None:
-    """Console entry point (`dlf-train`, `python train.py`)."""
-    if not CONFIG_DIR.is_dir():
-        _fail(f"config dir {CONFIG_DIR} not found: reinstall dlf (`pip install -e .` from a clone, or `pip install dlf`)")
-    try:
-        cfg = precheck(sys.argv[1:])
-        sys.argv[1:] = resume_args(sys.argv[1:], cfg)
-    except DlfError as e:
-        _fail(str(e))
-    except Exception as e:  # noqa: BLE001 - a bug in a check must not hide the one-line contract
-        if os.environ.get("HYDRA_FULL_ERROR") == "1":
-            raise
-        _fail(f"{type(e).__name__}: {_one_line(e)} (set HYDRA_FULL_ERROR=1 for the full traceback)", 1)
-    import hydra
+    """Console entry point (`dlf-train`, `python train.py`): see dlf.cli."""
+    from dlf.cli import cli as main
 
-    hydra.main(config_path=str(CONFIG_DIR), config_name="train", version_base="1.3")(_task)()
-    if FAILED_JOBS:  # a multirun whose jobs all ran, some of them failed
-        _fail(f"{len(FAILED_JOBS)} job(s) of the sweep failed (their lines are above; each job dir has a "
-              f"result.json): first: {FAILED_JOBS[0]}", 1)
+    main()
 
 
 if __name__ == "__main__":

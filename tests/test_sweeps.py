@@ -27,6 +27,13 @@ def _sweep_dir(cwd, task="mlp_xor"):
     return dirs[0]
 
 
+def _hashes(root):
+    import hashlib
+
+    return {p: hashlib.sha1(p.read_bytes()).hexdigest() for p in root.rglob("*")
+            if p.is_file() and not p.name.startswith("sweep.")}
+
+
 def _rows(sweep):
     with open(sweep / "sweep.csv") as f:
         return list(csv.DictReader(f))
@@ -114,8 +121,10 @@ def test_dlf_compare_marks_a_damaged_event_file_and_summarizes_the_rest(grid, tm
                "flip": data[:200] + bytes(b ^ 0xFF for b in data[200:240]) + data[240:],
                "zero": bytes(len(data))}[damage]
     events.write_bytes(damaged)
+    before = _hashes(copy)
     r = _compare([copy], tmp_path)
     assert r.returncode == 0, r.stderr[-2000:]
+    assert _hashes(copy) == before  # nothing else touched: only sweep.csv/md/png are written
     lines = [ln for ln in r.stdout.splitlines() if "damaged" in ln and ln.startswith("dlf-compare:")]
     assert len(lines) == 1 and bad_job.name in lines[0], r.stdout
     rows = {os.path.basename(row["run_dir"]): row for row in _rows(copy)}

@@ -26,7 +26,6 @@ from dlf.events import read_scalars
 
 COST_TAGS = (("train/loss",), ("train/d_loss", "train/g_loss"))  # the MLP/RNN/LSTM/CNN cost; the GAN's two costs
 STYLES = ("-", "--", ":")
-FILES = ("sweep.md", "sweep.csv", "sweep.png")
 
 
 @dataclass

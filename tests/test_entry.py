@@ -71,8 +71,8 @@ def test_sweep_goes_on_after_a_failed_job_and_exits_non_zero(tmp_path):
     r = _dlf(["-m", *XOR, "model.net.activation=swish,relu", "hydra.sweep.dir=sweep"], cwd=tmp_path)
     assert r.returncode == 1, r.stderr[-3000:]
     assert "Traceback" not in r.stderr, r.stderr[-3000:]
-    failed = json.loads((tmp_path / "sweep" / "0" / "result.json").read_text())
-    ok = json.loads((tmp_path / "sweep" / "1" / "result.json").read_text())
+    failed = json.loads(next((tmp_path / "sweep").glob("0_*/result.json")).read_text())  # job dirs: <n>_<overrides>
+    ok = json.loads(next((tmp_path / "sweep").glob("1_*/result.json")).read_text())
     assert failed["status"] == "failed" and "swish" in failed["error"] and failed["best"] is None
     assert "model.net.activation=swish" in failed["overrides"]
     assert ok["status"] == "ok" and ok["best"] is not None and ok["steps"] > 0

@@ -18,8 +18,9 @@ from dlf.errors import DlfError
 CONFIG_DIR = Path(__file__).resolve().parent / "configs"  # shipped inside the package (pyproject package-data)
 GROUPS = ("data", "model", "optimizer", "scheduler", "trainer", "logger", "callbacks", "paths", "experiment", "debug")
 
-# ${dlf_pid:} in the run-dir pattern keeps two runs started in the same second apart.
-OmegaConf.register_new_resolver("dlf_pid", lambda: str(os.getpid()), replace=True)
+# ${dlf_pid:} in the run-dir pattern keeps two runs started in the same second apart; cached, so the workers of a
+# parallel launcher (joblib, submitit: other pids) write into the sweep dir the main process made.
+OmegaConf.register_new_resolver("dlf_pid", lambda: str(os.getpid()), replace=True, use_cache=True)
 
 
 def options(group: str) -> list[str]:

@@ -1,0 +1,54 @@
+"""What a run shows must not mislead: XOR's margin-based "solved", CNN images as near-square grids, one model summary,
+a train.log with the run's INFO lines, no Lightning deprecation noise."""
+
+from __future__ import annotations
+
+import functools
+
+import lightning as L
+import pytest
+import torch
+from conftest import make_cfg
+from hydra.utils import instantiate
+
+
+def _xor_system(tmp_path, output_scale: float):
+    """model=mlp_xor with a 2-2-1 net set by hand to XOR: h1 = OR, h2 = AND, y_hat = sigma(s (20 h1 - 20 h2 - 10)).
+    s = 1 puts the outputs near 0 and 1; s = 0.01 keeps every output on the right side of 0.5 but within 0.03 of it."""
+    cfg = make_cfg(["model=mlp_xor", "model.net.hidden=[2]", "data.repeats=1"], tmp_path)
+    dm = instantiate(cfg.data)
+    facts = dm.prepare()
+    opt = functools.partial(torch.optim.SGD, lr=0.0)  # a training epoch that leaves the weights as set
+    model = instantiate(cfg.model, _partial_=True)(facts=facts, optimizer=opt, scheduler=None)
+    hidden, out = model.net.linears
+    with torch.no_grad():
+        hidden.weight.copy_(torch.tensor([[20.0, 20.0], [20.0, 20.0]]))
+        hidden.bias.copy_(torch.tensor([-10.0, -30.0]))
+        out.weight.copy_(output_scale * torch.tensor([[20.0, -20.0]]))
+        out.bias.copy_(output_scale * torch.tensor([-10.0]))
+    return model, dm
+
+
+@pytest.mark.parametrize("scale,solved", [(1.0, 1.0), (0.01, 0.0)])
+def test_xor_solved_uses_the_readme_margin(scale, solved, tmp_path):
+    model, dm = _xor_system(tmp_path, scale)
+    trainer = L.Trainer(max_epochs=1, logger=False, enable_checkpointing=False, enable_progress_bar=False,
+                        enable_model_summary=False, accelerator="cpu")
+    trainer.fit(model, datamodule=dm)
+    fit = {k: float(v) for k, v in trainer.callback_metrics.items()}
+    (test,) = trainer.test(model, datamodule=dm, verbose=False)
+    y_hat = model(dm.test[0]).detach().flatten()
+    assert ((y_hat > 0.5).float() == dm.test[1].flatten()).all()  # right side of 0.5 either way
+    for metrics, stage in ((fit, "train"), (fit, "val"), (test, "test")):
+        assert metrics[f"{stage}/acc"] == 1.0
+        assert metrics[f"{stage}/solved"] == solved, (stage, y_hat.tolist())
+
+
+@pytest.mark.slow
+def test_course_exercise_is_not_solved(tmp_path):
+    """experiment=xor_seed: the outputs stay near 0.5 after 10,000 steps (README); test/solved says so."""
+    from dlf.train import run
+
+    cfg = make_cfg(["experiment=xor_seed", "logger=none"], tmp_path, fast=False)
+    metrics = run(cfg)
+    assert metrics["test/solved"] == 0.0

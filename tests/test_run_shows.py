@@ -52,3 +52,22 @@ def test_course_exercise_is_not_solved(tmp_path):
     cfg = make_cfg(["experiment=xor_seed", "logger=none"], tmp_path, fast=False)
     metrics = run(cfg)
     assert metrics["test/solved"] == 0.0
+
+
+@pytest.mark.parametrize("model", ["cnn", "cnn1d"])
+def test_cnn_images_are_near_square_grids(model, tmp_path):
+    """Feature maps and kernels reach TensorBoard as grids about as wide as high (they were 1602x202 and 802x102
+    strips: unreadable at TensorBoard's card size)."""
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    from dlf.train import run
+
+    cfg = make_cfg([f"model={model}", "logger=tensorboard"], tmp_path)
+    run(cfg)
+    events = EventAccumulator(str(tmp_path / "tensorboard"), size_guidance={"images": 0})
+    events.Reload()
+    tags = [t for t in events.Tags()["images"] if t.startswith(("cnn/feature_maps/", "cnn/kernels/"))]
+    assert {"cnn/feature_maps/block0", "cnn/feature_maps/block1", "cnn/kernels/block0"} <= set(tags)
+    for tag in tags:
+        img = events.Images(tag)[-1]
+        assert 0.5 <= img.width / img.height <= 2.0, f"{tag} is {img.width}x{img.height}"

@@ -71,3 +71,64 @@ def test_cnn_images_are_near_square_grids(model, tmp_path):
     for tag in tags:
         img = events.Images(tag)[-1]
         assert 0.5 <= img.width / img.height <= 2.0, f"{tag} is {img.width}x{img.height}"
+
+
+@pytest.fixture(scope="module")
+def xor_run(tmp_path_factory):
+    """One plain `python train.py` (no fork server: its own imports, its own warnings) of a few XOR steps."""
+    from cli_server import run_train
+
+    cwd = tmp_path_factory.mktemp("xor_run")
+    r = run_train(["model=mlp_xor", "data.repeats=2", "trainer.max_epochs=1", "logger=none", "trainer=cpu",
+                   "trainer.enable_progress_bar=false"], cwd=cwd)
+    assert r.returncode == 0, r.stderr[-3000:]
+    (run,) = (cwd / "logs").glob("mlp_xor/runs/*")
+    return r, run
+
+
+def test_no_lightning_deprecation_line(xor_run):
+    r, _ = xor_run
+    assert "LeafSpec" not in r.stderr, r.stderr
+
+
+def test_train_log_has_the_runs_info_lines(xor_run):
+    """<run dir>/train.log (README) holds Lightning's INFO lines and dlf's report; the console shows each of dlf's
+    lines once and none of Lightning's INFO lines."""
+    r, run = xor_run
+    log = (run / "train.log").read_text()
+    assert "[lightning.pytorch" in log and "`Trainer.fit` stopped" in log
+    assert "[dlf][INFO] - Test: test/acc=" in log and f"[dlf][INFO] - Run dir: {run}" in log
+    assert "Predictions on the 4 training points" in log
+    assert r.stdout.count("Test: test/acc=") == 1 and r.stdout.count("Run dir: ") == 1
+    assert "`Trainer.fit` stopped" not in r.stdout + r.stderr
+
+
+def _summaries(stdout: str) -> dict:
+    return {"dlf": stdout.count("CNN (2-D, impl="), "lightning": stdout.count("Total params")}
+
+
+@pytest.mark.parametrize("switch,expected", [("true", {"dlf": 1, "lightning": 0}), ("false", {"dlf": 0, "lightning": 0})])
+def test_cnn_prints_one_model_summary(switch, expected, tmp_path):
+    """Once dlf's layer plan and Lightning's table both came; trainer.enable_model_summary=false left dlf's."""
+    from cli_server import DATA_CACHE, shared_server
+
+    r = shared_server().run(["model=cnn", "trainer.max_epochs=1", "trainer.limit_train_batches=1", "logger=none",
+                             "trainer.limit_val_batches=1", "trainer.limit_test_batches=1", "trainer=cpu",
+                             "callbacks.cnn_figures=null", f"trainer.enable_model_summary={switch}",
+                             f"paths.data_dir={DATA_CACHE}"], cwd=tmp_path)
+    assert r.returncode == 0, r.stderr[-3000:]
+    assert _summaries(r.stdout) == expected, r.stdout
+
+
+def test_lightning_summary_measures_flops(tmp_path):
+    """Lightning's table gets an example input (dlf's systems set example_input_array): no column of zero FLOPs."""
+    import re
+
+    from cli_server import DATA_CACHE, shared_server
+
+    r = shared_server().run(["model=mlp", "trainer.max_epochs=1", "trainer.limit_train_batches=1", "logger=none",
+                             "trainer.limit_val_batches=1", "trainer.limit_test_batches=1", "trainer=cpu",
+                             f"paths.data_dir={DATA_CACHE}"], cwd=tmp_path, env={"COLUMNS": "200"})
+    assert r.returncode == 0, r.stderr[-3000:]
+    assert _summaries(r.stdout)["lightning"] == 1
+    assert re.search(r"Total FLOPs: +[1-9]", r.stdout), r.stdout

@@ -79,6 +79,7 @@ def run(cfg: DictConfig) -> dict:
 
     from dlf.callbacks.resilience import RunGuard
     from dlf.checkpoint import AtomicCheckpointIO, check_compatible, read_checkpoint, resolve_ckpt_path
+    from dlf.console import say  # the run's report: console and train.log
 
     validate(cfg)
     ckpt_path, ckpt = None, None
@@ -124,8 +125,8 @@ def run(cfg: DictConfig) -> dict:
             metrics.update({k: float(v) for k, v in d.items()})
     tests = {k: round(v, 4) for k, v in metrics.items() if k.startswith("test/")}
     if tests:
-        print("Test: " + ", ".join(f"{k}={v}" for k, v in sorted(tests.items())))
-    print(f"Run dir: {cfg.paths.output_dir}   (tensorboard --logdir {cfg.paths.output_dir})")
+        say("Test: " + ", ".join(f"{k}={v}" for k, v in sorted(tests.items())))
+    say(f"Run dir: {cfg.paths.output_dir}   (tensorboard --logdir {cfg.paths.output_dir})")
     return metrics
 
 

@@ -193,3 +193,21 @@ def test_tampered_run_config_gives_one_line(module, family, tmp_path):
     assert len(lines) == 1 and "Traceback" not in r.stderr, r.stderr[-3000:]
     assert f"error: {cfg} cannot be built at model.net: Target 'shutil.rmtree' is blocklisted" in lines[0]
     assert victim.is_dir()
+
+
+@pytest.mark.parametrize("what,expected", [
+    ("loose.ckpt", "loose.ckpt is not inside a dlf run dir"),
+    ("empty", "empty/.hydra/config.yaml not found: pass the run dir of a dlf run"),
+    ("nope", "nope does not exist: pass a run dir"),
+])
+def test_generate_names_a_bad_run_in_one_line(what, expected, tmp_path, monkeypatch, capsys):
+    from dlf import generate
+
+    monkeypatch.chdir(tmp_path)
+    run = _stored_run("gan", tmp_path)
+    (tmp_path / "loose.ckpt").write_bytes((run / "checkpoints" / "best.ckpt").read_bytes())
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(SystemExit) as e:
+        generate.main([what])
+    err = capsys.readouterr().err.strip().splitlines()
+    assert e.value.code == 2 and len(err) == 1 and err[0].startswith(f"dlf-generate: error: {expected}"), err

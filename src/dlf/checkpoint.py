@@ -5,6 +5,9 @@
 - `read_checkpoint`: `torch.load(..., weights_only=True)` with one-line errors (missing, truncated, not a checkpoint).
 - `resolve_ckpt_path`: `ckpt_path=last` -> the newest `logs/<task_name>/runs/*/checkpoints/last.ckpt`.
 - `check_compatible`: a checkpoint of another model family, or with other layer sizes, is refused in one line.
+- `locate_run`: (run dir, checkpoint) from a run dir or a checkpoint file in it, for dlf-sample and dlf-generate.
+- `building_from`: Hydra's errors while building from a saved run config (a tampered `_target_` that Hydra's target
+  policy refuses, a missing class) become one DlfError line.
 - `load_system`: rebuild a trained system from its run dir (config + data facts) for sampling/generation scripts.
 
 Every checkpoint dlf writes carries a `dlf` entry (see `dlf.callbacks.resilience.RunGuard`): the model config it was
@@ -14,7 +17,9 @@ trained with, the data name, the run dir, and the RNG states, so the checks abov
 from __future__ import annotations
 
 import os
+import re
 import tempfile
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -128,6 +133,52 @@ def run_dir_of(ckpt: Path) -> Path | None:
     return None
 
 
+def locate_run(path: str | Path, ckpt: str = "best") -> tuple[Path, Path]:
+    """(run dir, checkpoint) from a run dir (its checkpoints/<ckpt>.ckpt; best falls back to last) or a checkpoint
+    file inside <run dir>/checkpoints/ (the README's `dlf-generate logs/gan/runs/<run>/checkpoints/best.ckpt`)."""
+    p = Path(path).expanduser()
+    if p.is_file():
+        run = run_dir_of(p)
+        if run is None or not (run / ".hydra" / "config.yaml").is_file():
+            raise DlfError(f"{path} is not inside a dlf run dir (<run dir>/checkpoints/*.ckpt next to <run dir>/.hydra/"
+                           "config.yaml): pass a run dir or a checkpoint from logs/<task>/runs/<run>/checkpoints/")
+        return run, p
+    if not p.is_dir():
+        raise DlfError(f"{path} does not exist: pass a run dir (logs/<task>/runs/<run>) or a checkpoint file in its "
+                       "checkpoints/")
+    if not (p / ".hydra" / "config.yaml").is_file():
+        raise DlfError(f"{p / '.hydra' / 'config.yaml'} not found: pass the run dir of a dlf run "
+                       "(logs/<task>/runs/<run>) or a checkpoint file in its checkpoints/")
+    names = ["best", "last"] if ckpt == "best" else [ckpt]
+    for name in names:
+        if (p / "checkpoints" / f"{name}.ckpt").is_file():
+            return p, p / "checkpoints" / f"{name}.ckpt"
+    raise DlfError(f"no checkpoints/{' or '.join(n + '.ckpt' for n in names)} under {p}: pass a run that wrote "
+                   "checkpoints (debug=fast writes none), or a checkpoint file")
+
+
+@contextmanager
+def building_from(config_path: str | Path):
+    """Turn Hydra's errors while instantiating a saved run config into one DlfError line. Hydra's target policy
+    refuses a target such as shutil.rmtree before calling it, so a tampered config ends here with nothing run."""
+    from hydra.errors import HydraException
+    from omegaconf.errors import OmegaConfBaseException
+
+    try:
+        yield
+    except (HydraException, OmegaConfBaseException) as e:
+        cause = e
+        while cause is not None:  # a dlf check inside a constructor keeps its own line
+            if isinstance(cause, DlfError):
+                raise cause from None
+            cause = cause.__cause__
+        text = str(e).strip()
+        first = text.splitlines()[0] if text else type(e).__name__
+        key = re.search(r"full_key: (\S+)", text)
+        raise DlfError(f"{config_path} cannot be built{' at ' + key.group(1) if key else ''}: {first}: pass the run "
+                       "dir of a dlf run with its .hydra/config.yaml as dlf wrote it") from None
+
+
 def _first_difference(a: Any, b: Any, prefix: str = "model") -> str | None:
     if isinstance(a, dict) and isinstance(b, dict):
         for k in sorted(set(a) | set(b), key=str):
@@ -167,8 +218,9 @@ def load_system(path: str | Path, map_location: str = "cpu"):
                        "config.yaml): pass a checkpoint from logs/<task>/runs/<run>/checkpoints/")
     cfg = OmegaConf.load(run / ".hydra" / "config.yaml")
     check_compatible(ckpt, OmegaConf.to_container(cfg.model, resolve=False), path)
-    facts = instantiate(cfg.data).prepare()
-    system = instantiate(cfg.model, _partial_=True)(facts=facts)
+    with building_from(run / ".hydra" / "config.yaml"):
+        facts = instantiate(cfg.data).prepare()
+        system = instantiate(cfg.model, _partial_=True)(facts=facts)
     missing, unexpected = system.load_state_dict(ckpt["state_dict"], strict=False)
     if missing or unexpected:
         raise DlfError(f"{path} does not fit {cfg.model._target_}: missing {list(missing)[:3]}, unexpected "

@@ -1,5 +1,5 @@
 """Draw samples from a trained GAN:
-    dlf-generate <run dir> [-n 64] [-o out_dir] [--ckpt best|last|PATH]   (or python scripts/generate.py ...)
+    dlf-generate <run dir | checkpoint> [-n 64] [-o out_dir] [--ckpt best|last|PATH]   (or python scripts/generate.py)
 
 Reads the run's saved config (<run dir>/.hydra/config.yaml) to rebuild the model exactly as trained, loads the
 checkpoint's weights (torch.load(weights_only=True)), and writes N samples: for images a PNG grid (samples.png), for
@@ -16,34 +16,40 @@ from pathlib import Path
 import torch
 
 
-def load_gan(run_dir: Path, ckpt: str = "best"):
-    """(model, datamodule) of the GAN run in `run_dir`, weights from checkpoints/<ckpt>.ckpt or a path."""
+def load_gan(where: Path, ckpt: str = "best"):
+    """(model, datamodule, run dir) of a GAN run: `where` is its run dir (weights from checkpoints/<ckpt>.ckpt, or
+    `ckpt` a path) or one of its checkpoint files."""
     from hydra.utils import instantiate
     from omegaconf import OmegaConf, open_dict
 
     import dlf.train  # noqa: F401  (registers the dlf_pid resolver used in saved configs)
+    from dlf.checkpoint import building_from, locate_run, read_checkpoint
     from dlf.errors import require
 
+    if ckpt in ("best", "last") or Path(where).is_file():
+        run_dir, path = locate_run(where, ckpt)
+    else:  # a run dir and --ckpt <path>
+        run_dir, _ = locate_run(where, "last")
+        path = Path(ckpt)
+        require(path.is_file(), f"checkpoint {path} not found: use --ckpt last, --ckpt best or --ckpt <path>")
     cfg_path = run_dir / ".hydra" / "config.yaml"
-    require(cfg_path.is_file(), f"{cfg_path} not found: pass the run dir of a `python train.py model=gan` run")
     cfg = OmegaConf.load(cfg_path)
     require("GANSystem" in str(cfg.model.get("_target_", "")),
             f"the run in {run_dir} trained {cfg.model.get('_target_')}, not a GAN: pass a model=gan or model=dcgan run")
     with open_dict(cfg):
         cfg.paths.output_dir = str(run_dir)  # the saved value is an interpolation only Hydra can resolve
-    path = Path(ckpt) if ckpt not in ("best", "last") else run_dir / "checkpoints" / f"{ckpt}.ckpt"
-    require(path.is_file(), f"checkpoint {path} not found: use --ckpt last, --ckpt best or --ckpt <path>")
-    dm = instantiate(cfg.data)
-    facts = dm.prepare()
-    model = instantiate(cfg.model, _partial_=True)(facts=facts, optimizer=None, scheduler=None)
-    state = torch.load(path, map_location="cpu", weights_only=True)["state_dict"]
+    state = read_checkpoint(path)["state_dict"]  # weights_only=True, one line for a bad file
+    with building_from(cfg_path):
+        dm = instantiate(cfg.data)
+        facts = dm.prepare()
+        model = instantiate(cfg.model, _partial_=True)(facts=facts, optimizer=None, scheduler=None)
     model.load_state_dict(state)
-    return model.eval(), dm
+    return model.eval(), dm, run_dir
 
 
 def main(argv: list[str] | None = None) -> None:
     ap = argparse.ArgumentParser(description="Write samples from a trained dlf GAN.")
-    ap.add_argument("run_dir", type=Path, help="the run dir (logs/gan/runs/<time>_<pid>)")
+    ap.add_argument("run", type=Path, help="the run dir (logs/gan/runs/<time>_<pid>) or one of its checkpoints")
     ap.add_argument("-n", "--num", type=int, default=64, help="number of samples (default 64)")
     ap.add_argument("-o", "--out", type=Path, default=None, help="output dir (default <run dir>/samples)")
     ap.add_argument("--ckpt", default="best", help="best | last | a checkpoint path")
@@ -54,11 +60,11 @@ def main(argv: list[str] | None = None) -> None:
     try:
         if a.num <= 0:
             raise DlfError(f"-n {a.num} must be a positive number of samples")
-        model, dm = load_gan(a.run_dir, a.ckpt)
+        model, dm, run_dir = load_gan(a.run, a.ckpt)
     except DlfError as e:
         print(f"dlf-generate: error: {e}", file=sys.stderr)
         sys.exit(2)
-    out = a.out or a.run_dir / "samples"
+    out = a.out or run_dir / "samples"
     out.mkdir(parents=True, exist_ok=True)
     samples = model.generate(a.num, torch.Generator().manual_seed(a.seed)).cpu()
     from dlf.callbacks.gan import image_grid, save_grid, scatter_figure
@@ -74,7 +80,7 @@ def main(argv: list[str] | None = None) -> None:
     (out / "samples.csv").write_text("\n".join(lines) + "\n")
     msg = f"wrote {out / 'samples.csv'}"
     if flat.shape[1] == 2:
-        fig = scatter_figure(dm.val[0], flat, model.centres, f"{a.num} samples from {a.run_dir.name}")
+        fig = scatter_figure(dm.val[0], flat, model.centres, f"{a.num} samples from {run_dir.name}")
         fig.savefig(out / "samples.png", dpi=110, bbox_inches="tight")
         msg += f" and {out / 'samples.png'}"
         if model.centres is not None:

@@ -18,37 +18,26 @@ import torch
 from dlf.errors import DlfError, require
 
 
-def find_checkpoint(path: str | Path) -> tuple[Path, Path]:
-    """(run dir, checkpoint) from a run dir or a .ckpt file inside <run dir>/checkpoints/."""
-    p = Path(path)
-    require(p.exists(), f"{str(path)!r} does not exist: give a run dir (logs/<task>/runs/<time>) or a .ckpt file")
-    if p.is_file():
-        return p.parent.parent, p
-    for name in ("best.ckpt", "last.ckpt"):
-        if (p / "checkpoints" / name).is_file():
-            return p, p / "checkpoints" / name
-    raise DlfError(f"no checkpoints/best.ckpt or checkpoints/last.ckpt under {str(path)!r}: train with checkpoints on")
-
-
 def load_model(path: str | Path):
     """The trained SequenceSystem (eval mode, CPU) and its data facts."""
     from hydra.utils import instantiate
     from omegaconf import OmegaConf
 
+    from dlf.checkpoint import building_from, locate_run, read_checkpoint
     from dlf.data.base import DataFacts
 
-    run_dir, ckpt_path = find_checkpoint(path)
+    run_dir, ckpt_path = locate_run(path)  # a run dir (best.ckpt, else last.ckpt) or a checkpoint file in one
     cfg_path = run_dir / ".hydra" / "config.yaml"
-    require(cfg_path.is_file(), f"{cfg_path} not found: sampling needs the run's saved config next to its checkpoints")
     cfg = OmegaConf.load(cfg_path)
-    ckpt = torch.load(ckpt_path, map_location="cpu", weights_only=True)
+    ckpt = read_checkpoint(ckpt_path)
     require("dlf_facts" in ckpt, f"{ckpt_path} was not written by a dlf sequence model (no vocabulary in it)")
     f = dict(ckpt["dlf_facts"])
     f["input_shape"] = tuple(f.get("input_shape") or ())
     facts = DataFacts(**f)
     require(facts.target == "next_token", f"{ckpt_path} is a model of data={facts.name}, not a language model: "
                                           "sample from a run trained with data=text")
-    model = instantiate(cfg.model, _partial_=True)(facts=facts)
+    with building_from(cfg_path):
+        model = instantiate(cfg.model, _partial_=True)(facts=facts)
     model.load_state_dict(ckpt["state_dict"])
     return model.eval(), facts
 

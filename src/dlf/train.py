@@ -115,6 +115,7 @@ def run(cfg: DictConfig, outcome: dict | None = None, prepared: dict | None = No
 
     from dlf.callbacks.resilience import RunGuard
     from dlf.checkpoint import AtomicCheckpointIO
+    from dlf.console import say  # the run's report: console and train.log
 
     if prepared is None:
         prepared = prepare(cfg)
@@ -164,8 +165,8 @@ def run(cfg: DictConfig, outcome: dict | None = None, prepared: dict | None = No
     outcome["last"] = metrics.get(cfg.get("monitor"))
     tests = {k: round(v, 4) for k, v in metrics.items() if k.startswith("test/")}
     if tests:
-        print("Test: " + ", ".join(f"{k}={v}" for k, v in sorted(tests.items())))
-    print(f"Run dir: {cfg.paths.output_dir}   (tensorboard --logdir {cfg.paths.output_dir})")
+        say("Test: " + ", ".join(f"{k}={v}" for k, v in sorted(tests.items())))
+    say(f"Run dir: {cfg.paths.output_dir}   (tensorboard --logdir {cfg.paths.output_dir})")
     return metrics
 
 

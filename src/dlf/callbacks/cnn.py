@@ -3,6 +3,8 @@ layer, and the confusion matrix. Images go to TensorBoard (add_image / add_figur
 
 from __future__ import annotations
 
+import math
+
 import lightning as L
 import numpy as np
 import torch
@@ -13,15 +15,27 @@ from dlf.callbacks.figures import plt, publish, run_dir, tensorboard
 from dlf.errors import require
 
 
-def _grid(maps: torch.Tensor, nrow: int, min_side: int = 48) -> torch.Tensor:
-    """make_grid of [K, C, H, W] tiles, each scaled to [0, 1] on its own, small tiles enlarged (nearest) to be seen."""
-    h, w = maps.shape[-2:]
-    scale = max(1, int(np.ceil(min_side / max(min(h, w), 1)))) if min(h, w) < min_side else 1
-    if h == 1:  # a 1-D tile: make it a strip a few pixels high
+def _grid(maps: torch.Tensor, nrow: int | None = None, min_side: int = 48, stretch: bool = False) -> torch.Tensor:
+    """make_grid of [K, C, H, W] tiles, each scaled to [0, 1] on its own, small tiles enlarged (nearest) to be seen;
+    nrow=None: ceil(sqrt(K)) tiles a row, a near-square grid (TensorBoard shows an image at a fixed size: a long strip
+    of tiles becomes unreadable). stretch=True enlarges each axis on its own (1-D heat maps: filters x length), so a
+    25 x 10 map becomes a square tile."""
+    if maps.shape[-2] == 1:  # a 1-D tile: make it a strip a few pixels high
         maps = maps.expand(-1, -1, 4, -1)
-    if scale > 1:
-        maps = F.interpolate(maps, scale_factor=scale, mode="nearest")
+    h, w = maps.shape[-2:]
+    up = lambda n: max(1, math.ceil(min_side / max(n, 1)))  # noqa: E731 - whole-number factor to reach min_side
+    sh, sw = (up(h), up(w)) if stretch else (up(min(h, w)),) * 2
+    if sh > 1 or sw > 1:
+        maps = F.interpolate(maps, size=(h * sh, w * sw), mode="nearest")
+    nrow = nrow or math.ceil(math.sqrt(maps.shape[0]))
     return make_grid(maps.float().cpu(), nrow=nrow, padding=2, normalize=True, scale_each=True, pad_value=1.0)
+
+
+def _grid_of_grids(groups: torch.Tensor) -> torch.Tensor:
+    """[G, K, C, H, W] -> a near-square grid of G near-square grids of K tiles each (e.g. G images x K feature maps:
+    each image's maps stay together), separated by a wider grey border."""
+    inner = torch.stack([_grid(g) for g in groups])
+    return make_grid(inner, nrow=math.ceil(math.sqrt(len(inner))), padding=6, pad_value=0.5)
 
 
 def confusion_figure(cm: torch.Tensor, title: str):
@@ -73,21 +87,18 @@ class CNNFigures(L.Callback):
         pl_module.eval()
         maps = net.features(pl_module.to_net_input(x))
         for i, m in enumerate(maps[: self.layers]):
-            n, f = m.shape[:2]
-            if net.dims == 1:                      # [n, F, L]: one heat-map strip per image, rows = filters
-                tiles = m.unsqueeze(1)
-                grid = _grid(tiles, nrow=1)
-            else:                                  # [n, F, H, W]: a row per image, a column per filter
-                tiles = m.reshape(n * f, 1, *m.shape[2:])
-                grid = _grid(tiles, nrow=f)
+            if net.dims == 1:                      # [n, F, L]: per image one heat-map tile, rows = filters
+                grid = _grid(m.unsqueeze(1), stretch=True)
+            else:                                  # [n, F, H, W]: per image a grid of its F maps
+                grid = _grid_of_grids(m.unsqueeze(2))
             self._image(trainer, f"cnn/feature_maps/block{i}", grid, f"feature_maps_block{i}.png")
         w = net.blocks[0].conv.weight.detach()
-        if net.dims == 1:                          # [F, C, k] -> one row per filter
-            grid = _grid(w.reshape(1, 1, -1, w.shape[-1]), nrow=1)
+        if net.dims == 1:                          # [F, C, k]: one tile per filter, C rows of k taps
+            grid = _grid(w.unsqueeze(1), stretch=True)
         elif w.shape[1] in (1, 3):                 # grey or RGB kernels as they are
-            grid = _grid(w, nrow=min(16, w.shape[0]))
-        else:
-            grid = _grid(w.reshape(-1, 1, *w.shape[2:]), nrow=w.shape[1])
+            grid = _grid(w)
+        else:                                      # per filter a grid of its C channel kernels
+            grid = _grid_of_grids(w.unsqueeze(2))
         self._image(trainer, "cnn/kernels/block0", grid, "kernels_block0.png")
         if pl_module.val_confusion.update_count:
             fig = confusion_figure(pl_module.val_confusion.compute(), "Validation confusion matrix")

@@ -7,6 +7,7 @@ import numpy as np
 import torch
 
 from dlf.callbacks.figures import plt, publish, tensorboard
+from dlf.console import say
 
 
 class CostCurve(L.Callback):
@@ -82,7 +83,7 @@ class DecisionBoundary(L.Callback):
             for (a, b), t, q in zip(xc, yc, y_hat.tolist()):
                 lines.append(f"  {a:.0f}    {b:.0f}   |  {t:.0f}  |  {q:.4f}")
             table = "\n".join(lines)
-            print(f"Predictions on the {len(x)} training points:\n{table}")
+            say(f"Predictions on the {len(x)} training points:\n{table}")
             tb = tensorboard(trainer)
             if tb is not None:
                 tb.add_text("predictions", "    " + table.replace("\n", "\n    "), trainer.global_step)

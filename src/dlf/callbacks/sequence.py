@@ -15,6 +15,7 @@ import lightning as L
 import torch
 
 from dlf.callbacks.figures import plt, publish
+from dlf.console import say
 from dlf.errors import require
 
 
@@ -70,7 +71,7 @@ class GradientThroughTime(L.Callback):
         self.history.append((trainer.global_step, norms))
         ratio = float(norms[0] / norms[-1]) if norms[-1] > 0 else float("nan")
         _log_scalar(trainer, "diag/grad_ratio_first_last", ratio)
-        print(f"gradient through time ({when}, step {trainer.global_step}): ||dL/dh_1|| / ||dL/dh_T|| = {ratio:.3g}")
+        say(f"gradient through time ({when}, step {trainer.global_step}): ||dL/dh_1|| / ||dL/dh_T|| = {ratio:.3g}")
         fig, ax = plt.subplots(figsize=(6, 3.5))
         for step, n in self.history:
             ax.semilogy(range(1, len(n) + 1), n.clamp_min(1e-45).numpy(), label=f"step {step}")

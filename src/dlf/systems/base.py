@@ -26,6 +26,9 @@ class System(L.LightningModule):
         self.optimizer_factory = optimizer
         self.scheduler_factory = scheduler
         self._epoch_metrics: dict[str, tuple] = {}  # "stage/name" -> (torchmetrics Metric, prog_bar)
+        # one sample of zeros: Lightning's model summary measures FLOPs and in/out sizes on it (else a column of 0s)
+        self.example_input_array = torch.zeros(1, *facts.input_shape,
+                                               dtype=torch.int64 if facts.vocab else torch.float32)
 
     def metric_names(self) -> set[str] | None:
         """The names this system logs (as "stage/name"), so that `monitor=` is checked before training starts.

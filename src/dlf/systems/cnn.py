@@ -48,14 +48,18 @@ class CNNSystem(System):
         dims = getattr(net, "keywords", {}).get("dims", 2)
         self.in_shape = net_input_shape(facts, dims)
         self.net = net(in_shape=self.in_shape, num_classes=facts.num_classes)
-        if print_summary:
-            print(self.net.summary())
+        self.print_summary = print_summary
         k = facts.num_classes
         acc = lambda: torchmetrics.classification.MulticlassAccuracy(  # noqa: E731
             num_classes=k, average="micro", validate_args=False)
         self.train_acc, self.val_acc, self.test_acc = acc(), acc(), acc()
         self.val_confusion = torchmetrics.classification.MulticlassConfusionMatrix(k, validate_args=False)
         self.test_confusion = torchmetrics.classification.MulticlassConfusionMatrix(k, validate_args=False)
+
+    def summary_table(self) -> str | None:
+        """The layer plan (what each layer does, the shape it hands on) that dlf's model summary prints instead of
+        Lightning's table; None (model.print_summary=false): Lightning's."""
+        return self.net.summary() if self.print_summary else None
 
     def to_net_input(self, x: torch.Tensor) -> torch.Tensor:
         """Signals [N, L] -> [N, 1, L]; [N, L, C] -> [N, C, L]; images pass unchanged."""

@@ -57,6 +57,7 @@ class GANSystem(System):
             output = "sigmoid" if facts.kind == "image" else "linear"
         self.G, self.D = net(latent_dim=latent_dim, sample_shape=facts.input_shape, output=output)
         self.latent_dim, self.prior, self.g_loss_kind, self.impl = latent_dim, prior, g_loss, impl
+        self.example_input_array = torch.zeros(1, latent_dim)  # forward is G(z): the model summary runs it on z = 0
         self.d_steps, self.clip_grad_norm, self.n_sigma = d_steps, clip_grad_norm, n_sigma
         self.d_optimizer_factory, self.g_optimizer_factory = d_optimizer, g_optimizer
         self.classifier_cache, self.eval_seed = classifier_cache, eval_seed

@@ -9,6 +9,7 @@ import torchmetrics
 
 from dlf.data.base import DataFacts
 from dlf.errors import require
+from dlf.metrics.solved import MarginSolved
 from dlf.nets.costs import make_cost, output_unit
 from dlf.nets.mlp import ScratchMLP
 from dlf.systems.base import System
@@ -18,6 +19,7 @@ class MLPSystem(System):
     """Trains an MLP on flattened inputs. A binary target gets one sigmoid output; classes get a softmax layer."""
 
     ACCEPTS = ("vector", "sequence", "image")
+    SOLVED_MARGIN = 0.25  # a binary target is "solved" when every output is within 0.25 of it (README, XOR)
 
     def __init__(self, net: Callable, facts: DataFacts, cost: str = "mse", output: str = "auto",
                  optimizer: Callable | None = None, scheduler: Callable | None = None):
@@ -41,6 +43,10 @@ class MLPSystem(System):
             make = lambda: torchmetrics.classification.MulticlassAccuracy(  # noqa: E731
                 num_classes=facts.num_classes, average="micro", validate_args=False)
         self.train_acc, self.val_acc, self.test_acc = make(), make(), make()
+        # {stage}/solved for a binary target: accuracy at 0.5 says "solved" while the outputs still sit near 0.5
+        self.solved = {s: MarginSolved(self.SOLVED_MARGIN) for s in ("train", "val", "test")} if binary else {}
+        for stage, metric in self.solved.items():  # registered as submodules: they follow the model's device
+            setattr(self, f"{stage}_solved", metric)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """Output probabilities y_hat: [N, 1] for a binary target, [N, classes] for classes."""
@@ -53,6 +59,9 @@ class MLPSystem(System):
         y_hat = output_unit(z.detach(), self.output)
         acc.update(y_hat, y.to(torch.int64))
         self.log_loss_and_metric(stage, loss, "acc", acc)
+        if self.solved:
+            self.solved[stage].update(y_hat, y)
+            self.log_at_epoch_end(f"{stage}/solved", self.solved[stage])
         return loss
 
     def metric_names(self) -> set[str]:

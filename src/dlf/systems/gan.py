@@ -42,7 +42,7 @@ class GANSystem(System):
                  d_optimizer: Callable | None = None, g_optimizer: Callable | None = None,
                  clip_grad_norm: float | None = None, n_eval: int = 2500, eval_seed: int = 1234,
                  n_sigma: float = 3.0, classifier_cache: str | None = None, pack: int = 1,
-                 spectral_norm: bool = False,
+                 spectral_norm: bool = False, data_scale: float | str = "auto",
                  optimizer: Callable | None = None, scheduler: Callable | None = None):
         super().__init__(facts, optimizer, scheduler)
         self.automatic_optimization = False
@@ -61,8 +61,12 @@ class GANSystem(System):
             output = "sigmoid" if facts.kind == "image" else "linear"
         require(isinstance(pack, int) and pack >= 1, f"model.pack={pack!r} must be an integer >= 1 (1: no packing)")
         self.pack = pack
+        if data_scale == "auto":  # points: the largest centre coordinate (ring 1, grid 4); images: 1
+            centres = facts.extra.get("centres")
+            data_scale = float(torch.tensor(centres).abs().max()) if centres is not None else 1.0
+        require(isinstance(data_scale, (int, float)), f"model.data_scale={data_scale!r} must be a number or auto")
         self.G, self.D = net(latent_dim=latent_dim, sample_shape=facts.input_shape, output=output, pack=pack,
-                             spectral_norm=bool(spectral_norm))
+                             spectral_norm=bool(spectral_norm), scale=float(data_scale))
         self.latent_dim, self.prior, self.g_loss_kind, self.impl = latent_dim, prior, g_loss, impl
         self.d_steps, self.clip_grad_norm, self.n_sigma = d_steps, clip_grad_norm, n_sigma
         self.d_optimizer_factory, self.g_optimizer_factory = d_optimizer, g_optimizer

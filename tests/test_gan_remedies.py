@@ -103,6 +103,20 @@ def test_spectral_norm_bounds_each_layer_of_d(kind, shape):
     assert not any(torch.nn.utils.parametrize.is_parametrized(mod) for mod in plain.modules())
 
 
+def test_data_scale_puts_the_nets_at_unit_scale(tmp_path):
+    """G(z) = s * net(z) and D(x) = net(x / s); auto picks the largest centre coordinate (grid 4, ring 1)."""
+    torch.manual_seed(0)
+    G1, D1 = build_gan_nets("mlp", 2, (2,), pack=2)
+    torch.manual_seed(0)
+    G4, D4 = build_gan_nets("mlp", 2, (2,), pack=2, scale=4.0)
+    z, x = torch.randn(6, 2), torch.randn(6, 4)
+    torch.testing.assert_close(G4(z), 4 * G1(z))
+    torch.testing.assert_close(D4(4 * x), D1(x))
+    assert _system([], tmp_path).G.scale == 4.0
+    with pytest.raises(DlfError, match="data_scale"):
+        build_gan_nets("dcgan", 2, (1, 8, 8), scale=2.0)
+
+
 SMOKE = [["model=gan", "model.pack=4", "model.g_loss=minimax"],
          ["model=gan", "data=grid", "model.pack=2", "model.spectral_norm=true"],
          ["model=gan", "data=digits", "model.pack=2", "model.impl=scratch"],

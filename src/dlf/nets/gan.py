@@ -149,9 +149,10 @@ def with_spectral_norm(net: nn.Module) -> nn.Module:
 
 def build_gan_nets(kind: str, latent_dim: int, sample_shape: Sequence[int], hidden: Sequence[int] = (128, 128, 128),
                    activation: str = "relu", output: str = "linear", width: int = 32, pack: int = 1,
-                   spectral_norm: bool = False, scale: float = 1.0) -> tuple[nn.Module, nn.Module]:
+                   spectral_norm: bool = False, scale: float = 1.0,
+                   d_hidden: Sequence[int] | None = None) -> tuple[nn.Module, nn.Module]:
     """The (generator, discriminator) pair: kind=mlp (any data) or dcgan (square images).
-    D takes `pack` samples concatenated along the first axis: shape [pack * sample_shape[0], *sample_shape[1:]]."""
+    d_hidden: D's layer sizes when they differ from G's (mlp). D takes `pack` samples concatenated along the first axis: shape [pack * sample_shape[0], *sample_shape[1:]]."""
     require(isinstance(latent_dim, int) and latent_dim > 0,
             f"model.latent_dim={latent_dim!r} must be a positive integer, e.g. 2 or 64")
     require(isinstance(pack, int) and pack >= 1, f"model.pack={pack!r} must be an integer >= 1 (1: no packing)")
@@ -159,7 +160,7 @@ def build_gan_nets(kind: str, latent_dim: int, sample_shape: Sequence[int], hidd
     d_shape = (pack * int(sample_shape[0]), *(int(d) for d in sample_shape[1:]))
     if kind == "mlp":
         G, D = (MLPGenerator(latent_dim, sample_shape, hidden, activation, output, scale),
-                MLPDiscriminator(d_shape, hidden, activation, scale))
+                MLPDiscriminator(d_shape, hidden if d_hidden is None else d_hidden, activation, scale))
     else:
         require(kind == "dcgan", f"model.net.kind={kind!r} is not known: choose mlp or dcgan")
         require(scale == 1, f"model.data_scale={scale} applies to the mlp nets only: use 1 (or auto) with dcgan")

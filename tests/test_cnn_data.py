@@ -139,8 +139,9 @@ def test_fashion_mnist_missing_everywhere_is_one_line(tmp_path):
 @needs_fashion
 def test_real_fashion_mnist_files(tmp_path):
     """data=fashion_mnist's default config finds Debian's files: 54,000 / 6,000 / 10,000 images of 10 classes."""
-    from conftest import make_cfg
     from hydra.utils import instantiate
+
+    from conftest import make_cfg
 
     cfg = make_cfg(["model=cnn", "data=fashion_mnist"], tmp_path)
     dm = instantiate(cfg.data)

@@ -152,7 +152,8 @@ def build_gan_nets(kind: str, latent_dim: int, sample_shape: Sequence[int], hidd
                    spectral_norm: bool = False, scale: float = 1.0,
                    d_hidden: Sequence[int] | None = None) -> tuple[nn.Module, nn.Module]:
     """The (generator, discriminator) pair: kind=mlp (any data) or dcgan (square images).
-    d_hidden: D's layer sizes when they differ from G's (mlp). D takes `pack` samples concatenated along the first axis: shape [pack * sample_shape[0], *sample_shape[1:]]."""
+    d_hidden: D's layer sizes when they differ from G's (mlp). D takes `pack` samples concatenated along the first
+    axis: shape [pack * sample_shape[0], *sample_shape[1:]]."""
     require(isinstance(latent_dim, int) and latent_dim > 0,
             f"model.latent_dim={latent_dim!r} must be a positive integer, e.g. 2 or 64")
     require(isinstance(pack, int) and pack >= 1, f"model.pack={pack!r} must be an integer >= 1 (1: no packing)")

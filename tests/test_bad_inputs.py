@@ -65,6 +65,8 @@ CASES = [
     ("gan-pack-batch", ["model=gan", "model.pack=3", "trainer.max_epochs=1", "logger=none", "trainer=cpu"],
      ["data.batch_size=256 is not divisible by model.pack=3", "multiple of 3"]),
     ("unknown-monitor-metric", [*XOR, "monitor=val/accuracy"], ["monitor=val/accuracy", "val/acc"]),
+    ("sweep-job-failed", ["-m", *XOR, "model.net.activation=swish,relu"], ["1 of 2 jobs of the sweep failed",
+                                                                          "swish", "result.json"]),
     ("diverges", [*MLP, "optimizer=sgd", "optimizer.lr=1e6"], ["training diverged at step", "lower the learning rate",
                                                                "gradient_clip_val"]),
     # checkpoints

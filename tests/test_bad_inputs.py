@@ -62,6 +62,8 @@ CASES = [
     ("unknown-activation", [*XOR, "model.net.activation=swish"], ["swish"]),
     ("unknown-cost", [*XOR, "model.cost=hinge"], ["hinge"]),
     ("truncated-dataset-file", [*MLP[:-1], "paths.data_dir={cwd}/bad_data"], ["unreadable", "delete it"]),
+    ("gan-pack-batch", ["model=gan", "model.pack=3", "trainer.max_epochs=1", "logger=none", "trainer=cpu"],
+     ["data.batch_size=256 is not divisible by model.pack=3", "multiple of 3"]),
     ("unknown-monitor-metric", [*XOR, "monitor=val/accuracy"], ["monitor=val/accuracy", "val/acc"]),
     ("sweep-job-failed", ["-m", *XOR, "model.net.activation=swish,relu"], ["1 of 2 jobs of the sweep failed",
                                                                           "swish", "result.json"]),

@@ -7,6 +7,7 @@ import gzip
 import hashlib
 import pickle
 import struct
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -104,3 +105,47 @@ def test_cnn_trains_on_mnist_files(tmp_path):
         cfg.data.data_dir = str(tmp_path / "files")
     m = run(cfg)
     assert 0.0 <= m["test/acc"] <= 1.0
+
+
+# ---- Fashion-MNIST from Debian's package (dataset-fashion-mnist) ----------------------------------------------------
+SYSTEM_FASHION = Path("/usr/share/datasets/fashion-mnist")
+needs_fashion = pytest.mark.skipif(not (SYSTEM_FASHION / "train-images-idx3-ubyte.gz").is_file(),
+                                   reason=f"no Fashion-MNIST files in {SYSTEM_FASHION}: apt-get install dataset-fashion-mnist")
+
+
+def test_fashion_mnist_read_from_the_system_dir(tmp_path):
+    """Only the system dir has the files (flat .gz, as Debian ships them): they are unpacked into the data dir."""
+    system = tmp_path / "system"
+    write_mnist(tmp_path / "staging", "FashionMNIST", gz=True)
+    system.mkdir()
+    for f in (tmp_path / "staging" / "FashionMNIST" / "raw").iterdir():
+        f.rename(system / f.name)
+    dm = VisionDataModule(name="fashion_mnist", data_dir=str(tmp_path / "data"), val_fraction=0.2, batch_size=8,
+                          system_dir=str(system))
+    dm.prepare()
+    assert (len(dm.train[0]), len(dm.test[0])) == (40, 20)
+    assert (tmp_path / "data" / "FashionMNIST" / "raw" / "train-images-idx3-ubyte").is_file()
+
+
+def test_fashion_mnist_missing_everywhere_is_one_line(tmp_path):
+    with pytest.raises(DlfError) as e:
+        VisionDataModule(name="fashion_mnist", data_dir=str(tmp_path / "data"),
+                         system_dir=str(tmp_path / "nowhere")).prepare()
+    msg = str(e.value)
+    assert "\n" not in msg and str(tmp_path / "nowhere") in msg and "data.download=true" in msg
+    assert "apt-get install dataset-fashion-mnist" in msg
+
+
+@needs_fashion
+def test_real_fashion_mnist_files(tmp_path):
+    """data=fashion_mnist's default config finds Debian's files: 54,000 / 6,000 / 10,000 images of 10 classes."""
+    from hydra.utils import instantiate
+
+    from conftest import make_cfg
+
+    cfg = make_cfg(["model=cnn", "data=fashion_mnist"], tmp_path)
+    dm = instantiate(cfg.data)
+    facts = dm.prepare()
+    assert facts.image_shape == (1, 28, 28) and facts.num_classes == 10
+    assert (len(dm.train[0]), len(dm.val[0]), len(dm.test[0])) == (54000, 6000, 10000)
+    assert sorted(dm.test[1].unique().tolist()) == list(range(10))

@@ -2,11 +2,15 @@
 
 Nothing is downloaded unless data.download=true. Without the files, start-up stops with one line that says where they
 are expected and how to get them. MNIST-style .gz files placed in the raw folder by hand are unpacked first.
+Where the data dir has no files, `system_dir` is looked at next: Debian's package dataset-fashion-mnist installs the
+original .gz files in /usr/share/datasets/fashion-mnist (data=fashion_mnist's default); they are unpacked into the
+data dir once, where torchvision reads them.
 """
 
 from __future__ import annotations
 
 import gzip
+import os
 import shutil
 from pathlib import Path
 
@@ -39,13 +43,34 @@ def _unpack_gz(folder: Path, files) -> None:
             tmp.replace(raw)
 
 
-def load_torchvision(name: str, root: str | Path, download: bool):
+def _from_system_dir(folder: Path, files, system_dir: str | Path | None) -> str:
+    """Unpack `system_dir`'s .gz files into `folder` when the data dir lacks any; a note for the error line."""
+    if not system_dir:
+        return ""
+    src = Path(system_dir)
+    if all((folder / f).exists() or (folder / (f + ".gz")).exists() for f in files):
+        return ""
+    if not all((src / (f + ".gz")).is_file() for f in files):
+        return f", nor in {src}"
+    folder.mkdir(parents=True, exist_ok=True)
+    for name in files:
+        raw = folder / name
+        if not raw.exists():
+            tmp = raw.with_suffix(f".part{os.getpid()}")
+            with gzip.open(src / (name + ".gz"), "rb") as fin, open(tmp, "wb") as fout:
+                shutil.copyfileobj(fin, fout)
+            tmp.replace(raw)
+    return ""
+
+
+def load_torchvision(name: str, root: str | Path, download: bool, system_dir: str | Path | None = None):
     """(x_train uint8 [N, H, W(, C)], y_train, x_test, y_test) as numpy arrays, via the torchvision class."""
     import torchvision.datasets as tvd
 
     cls_name, sub, files, _ = DATASETS[name]
     root = Path(root)
     folder = root / sub
+    also = "" if download or name == "cifar10" else _from_system_dir(folder, files, system_dir)
     if folder.is_dir() and name != "cifar10":
         _unpack_gz(folder, files)
     cls = getattr(tvd, cls_name)
@@ -55,8 +80,9 @@ def load_torchvision(name: str, root: str | Path, download: bool):
     except RuntimeError as e:
         missing = [f for f in files if not (folder / f).exists() and not (folder / (f + ".gz")).exists()]
         what = f"missing {', '.join(missing)}" if missing else f"files present but not accepted ({str(e).strip()})"
-        raise DlfError(f"data={name}: files not found in {folder} ({what}): run once with data.download=true on a "
-                       f"machine with a network, or copy torchvision's {cls_name} files there") from None
+        hint = " (Debian: apt-get install dataset-fashion-mnist)" if name == "fashion_mnist" else ""
+        raise DlfError(f"data={name}: files not found in {folder}{also} ({what}): run once with data.download=true "
+                       f"on a machine with a network, or copy torchvision's {cls_name} files there{hint}") from None
     except OSError as e:  # a download without a network
         raise DlfError(f"data={name}: download failed ({type(e).__name__}: {e}): copy torchvision's {cls_name} files "
                        f"into {folder} and run with data.download=false") from None
@@ -68,7 +94,7 @@ class VisionDataModule(InMemoryDataModule):
 
     def __init__(self, name: str = "mnist", data_dir: str = "data/", download: bool = False,
                  val_fraction: float = 0.1, batch_size: int = 128, split_seed: int = 0, seed: int = 0,
-                 train_size: int | None = None):
+                 train_size: int | None = None, system_dir: str | None = None):
         super().__init__(batch_size=batch_size, seed=seed)
         require(name in DATASETS, f"data.name={name!r} is not known: choose one of {', '.join(DATASETS)}")
         require(0 < val_fraction < 1, f"data.val_fraction={val_fraction} must be in (0, 1)")
@@ -76,9 +102,10 @@ class VisionDataModule(InMemoryDataModule):
                 f"data.train_size={train_size!r} must be a positive integer or null (all)")
         self.name, self.data_dir, self.download = name, data_dir, bool(download)
         self.val_fraction, self.split_seed, self.train_size = val_fraction, split_seed, train_size
+        self.system_dir = system_dir
 
     def build(self) -> None:
-        x, y, xt, yt = load_torchvision(self.name, self.data_dir, self.download)
+        x, y, xt, yt = load_torchvision(self.name, self.data_dir, self.download, self.system_dir)
 
         def to_tensor(a):
             t = torch.as_tensor(a, dtype=torch.float32) / 255.0

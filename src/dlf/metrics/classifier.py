@@ -2,7 +2,7 @@
 
 It is dlf's own MLP (dlf.nets.mlp, 2 hidden ReLU layers of 256) trained with Adam on the data module's labelled
 training images, seeded, so every run gets the same classifier; its weights are cached as a plain state_dict under
-the data dir (`<data_dir>/gan_scorers/<dataset>_mlp.pt`) and loaded with weights_only=True.
+the data dir (`<data_dir>/gan_scorers/<dataset name>_<n train images>_mlp.pt`) and loaded with weights_only=True.
 """
 
 from __future__ import annotations

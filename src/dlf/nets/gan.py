@@ -7,6 +7,15 @@ The losses (dlf.nets.gan_loss) take the logit s, not D(x), so that log D and log
 * mlp:   fully connected nets for any data (images are flattened for D and reshaped after G).
 * dcgan: a small DCGAN-style pair for square images (8x8 digits, 28x28 MNIST): transposed convolutions that double
          the size in G, strided convolutions that halve it in D, batch norm in G, LeakyReLU(0.2) in D.
+
+* scale s (mlp only): G(z) = s * net(z) and D(x) = net(x / s), so both nets work at unit scale (the grid's
+  {-4..4}^2 is s = 4) where the default init and Adam's step sizes fit; s = 1 changes nothing.
+
+Two remedies for mode collapse act on D only:
+* pack=m (PacGAN, Lin et al. 2018): D judges m samples at once, concatenated along the first feature axis (points
+  [m*2], images [m*C, H, W]); the system packs the batch (dlf.systems.gan.GANSystem.pack_d).
+* spectral_norm (Miyato et al. 2018): every Linear/Conv2d weight of D is divided by its largest singular value
+  (torch.nn.utils.parametrizations.spectral_norm, one power iteration per forward), so D is 1-Lipschitz per layer.
 """
 
 from __future__ import annotations
@@ -41,11 +50,12 @@ class MLPGenerator(nn.Module):
     """z -> hidden layers -> a flat sample -> reshaped to `sample_shape`; the output unit fits the data's range."""
 
     def __init__(self, latent_dim: int, sample_shape: Sequence[int], hidden: Sequence[int] = (128, 128, 128),
-                 activation: str = "relu", output: str = "linear"):
+                 activation: str = "relu", output: str = "linear", scale: float = 1.0):
         super().__init__()
         hidden = list(hidden)
         _check_mlp(hidden, activation)
         require(output in OUTPUTS, f"output={output!r} is not known: choose one of {', '.join(OUTPUTS)}")
+        self.scale = float(scale)
         self.sample_shape = tuple(int(d) for d in sample_shape)
         flat = 1
         for d in self.sample_shape:
@@ -54,24 +64,25 @@ class MLPGenerator(nn.Module):
         self.out = OUTPUTS[output]()
 
     def forward(self, z: torch.Tensor) -> torch.Tensor:
-        return self.out(self.net(z)).reshape(len(z), *self.sample_shape)
+        return (self.scale * self.out(self.net(z))).reshape(len(z), *self.sample_shape)   # s * net(z)
 
 
 class MLPDiscriminator(nn.Module):
     """x (flattened) -> hidden layers -> one logit s; D(x) = sigmoid(s)."""
 
     def __init__(self, sample_shape: Sequence[int], hidden: Sequence[int] = (128, 128, 128),
-                 activation: str = "relu"):
+                 activation: str = "relu", scale: float = 1.0):
         super().__init__()
         hidden = list(hidden)
         _check_mlp(hidden, activation)
+        self.scale = float(scale)
         flat = 1
         for d in sample_shape:
             flat *= int(d)
         self.net = _mlp([flat, *hidden, 1], activation)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.net(x.flatten(1))[:, 0]
+        return self.net(x.flatten(1) / self.scale)[:, 0]                                    # net(x / s)
 
 
 def _stages(image_shape: Sequence[int]) -> tuple[int, int]:
@@ -128,15 +139,33 @@ class DCGANDiscriminator(nn.Module):
         return self.head(self.features(x).flatten(1))[:, 0]
 
 
+def with_spectral_norm(net: nn.Module) -> nn.Module:
+    """W -> W / sigma_max(W) on every Linear and Conv2d of `net` (torch's parametrization, power iteration)."""
+    for module in list(net.modules()):
+        if isinstance(module, (nn.Linear, nn.Conv2d)):
+            nn.utils.parametrizations.spectral_norm(module)
+    return net
+
+
 def build_gan_nets(kind: str, latent_dim: int, sample_shape: Sequence[int], hidden: Sequence[int] = (128, 128, 128),
-                   activation: str = "relu", output: str = "linear", width: int = 32) -> tuple[nn.Module, nn.Module]:
-    """The (generator, discriminator) pair: kind=mlp (any data) or dcgan (square images)."""
+                   activation: str = "relu", output: str = "linear", width: int = 32, pack: int = 1,
+                   spectral_norm: bool = False, scale: float = 1.0,
+                   d_hidden: Sequence[int] | None = None) -> tuple[nn.Module, nn.Module]:
+    """The (generator, discriminator) pair: kind=mlp (any data) or dcgan (square images).
+    d_hidden: D's layer sizes when they differ from G's (mlp). D takes `pack` samples concatenated along the first
+    axis: shape [pack * sample_shape[0], *sample_shape[1:]]."""
     require(isinstance(latent_dim, int) and latent_dim > 0,
             f"model.latent_dim={latent_dim!r} must be a positive integer, e.g. 2 or 64")
+    require(isinstance(pack, int) and pack >= 1, f"model.pack={pack!r} must be an integer >= 1 (1: no packing)")
+    require(scale > 0, f"model.data_scale={scale} must be positive (or auto)")
+    d_shape = (pack * int(sample_shape[0]), *(int(d) for d in sample_shape[1:]))
     if kind == "mlp":
-        return (MLPGenerator(latent_dim, sample_shape, hidden, activation, output),
-                MLPDiscriminator(sample_shape, hidden, activation))
-    require(kind == "dcgan", f"model.net.kind={kind!r} is not known: choose mlp or dcgan")
-    require(len(sample_shape) == 3, "model.net.kind=dcgan needs image data, the samples have shape "
-            f"{tuple(sample_shape)}: use model.net.kind=mlp")
-    return DCGANGenerator(latent_dim, sample_shape, width, output), DCGANDiscriminator(sample_shape, width)
+        G, D = (MLPGenerator(latent_dim, sample_shape, hidden, activation, output, scale),
+                MLPDiscriminator(d_shape, hidden if d_hidden is None else d_hidden, activation, scale))
+    else:
+        require(kind == "dcgan", f"model.net.kind={kind!r} is not known: choose mlp or dcgan")
+        require(scale == 1, f"model.data_scale={scale} applies to the mlp nets only: use 1 (or auto) with dcgan")
+        require(len(sample_shape) == 3, "model.net.kind=dcgan needs image data, the samples have shape "
+                f"{tuple(sample_shape)}: use model.net.kind=mlp")
+        G, D = DCGANGenerator(latent_dim, sample_shape, width, output), DCGANDiscriminator(d_shape, width)
+    return G, with_spectral_norm(D) if spectral_norm else D

@@ -5,6 +5,8 @@
 Each training batch of m real points is one discriminator step (ascend the whole L in theta_d); every `d_steps`-th
 batch is also one generator step (descend log(1 - D(G(z))) in theta_g, or the non-saturating -log D(G(z))).
 The losses, with the formulas beside the code, are in dlf.nets.gan_loss; the two nets in dlf.nets.gan.
+With model.pack=m (PacGAN) D scores packs of m samples, real with real and fake with fake, so every 1/m sum above
+runs over the N/m packs of a batch of N; the losses themselves do not change. model.spectral_norm=true normalises D.
 
 Lightning 2 manual optimization: two optimizers (D first, G second) built from the top-level `optimizer` group
 unless the model config gives `d_optimizer` / `g_optimizer`; `toggle_optimizer` freezes the other net's parameters
@@ -18,6 +20,7 @@ from __future__ import annotations
 import functools
 import math
 from collections.abc import Callable
+from pathlib import Path
 
 import torch
 
@@ -38,7 +41,8 @@ class GANSystem(System):
                  lr_decay: str = "none",
                  d_optimizer: Callable | None = None, g_optimizer: Callable | None = None,
                  clip_grad_norm: float | None = None, n_eval: int = 2500, eval_seed: int = 1234,
-                 n_sigma: float = 3.0, classifier_cache: str | None = None,
+                 n_sigma: float = 3.0, classifier_cache: str | None = None, pack: int = 1,
+                 spectral_norm: bool = False, data_scale: float | str = "auto",
                  optimizer: Callable | None = None, scheduler: Callable | None = None):
         super().__init__(facts, optimizer, scheduler)
         self.automatic_optimization = False
@@ -55,7 +59,14 @@ class GANSystem(System):
         require(isinstance(n_eval, int) and n_eval > 0, f"model.n_eval={n_eval!r} must be a positive integer")
         if output == "auto":  # images are in [0, 1]; points are unbounded
             output = "sigmoid" if facts.kind == "image" else "linear"
-        self.G, self.D = net(latent_dim=latent_dim, sample_shape=facts.input_shape, output=output)
+        require(isinstance(pack, int) and pack >= 1, f"model.pack={pack!r} must be an integer >= 1 (1: no packing)")
+        self.pack = pack
+        if data_scale == "auto":  # points: the largest centre coordinate (ring 1, grid 4); images: 1
+            centres = facts.extra.get("centres")
+            data_scale = float(torch.tensor(centres).abs().max()) if centres is not None else 1.0
+        require(isinstance(data_scale, (int, float)), f"model.data_scale={data_scale!r} must be a number or auto")
+        self.G, self.D = net(latent_dim=latent_dim, sample_shape=facts.input_shape, output=output, pack=pack,
+                             spectral_norm=bool(spectral_norm), scale=float(data_scale))
         self.latent_dim, self.prior, self.g_loss_kind, self.impl = latent_dim, prior, g_loss, impl
         self.example_input_array = torch.zeros(1, latent_dim)  # forward is G(z): the model summary runs it on z = 0
         self.d_steps, self.clip_grad_norm, self.n_sigma = d_steps, clip_grad_norm, n_sigma
@@ -92,6 +103,13 @@ class GANSystem(System):
         self.train(was)
         return x
 
+    def pack_d(self, x: torch.Tensor) -> torch.Tensor:
+        """D on packs: [N, C, ...] -> [N/m, m*C, ...], samples j*m .. j*m+m-1 side by side -> one logit per pack.
+        A remainder of N mod m samples (a short last batch) is left out."""
+        m = self.pack
+        x = x[: len(x) - len(x) % m]
+        return self.D(x.reshape(len(x) // m, m * x.shape[1], *x.shape[2:]))
+
     # ---- optimizers -------------------------------------------------------------------------------------------
     def _scheduler(self, opt, n_steps: int):
         f = self.scheduler_factory
@@ -120,6 +138,10 @@ class GANSystem(System):
         if clip:
             raise DlfError(f"trainer.gradient_clip_val={clip} cannot be used with the GAN (manual optimization): "
                            f"set trainer.gradient_clip_val=null and model.clip_grad_norm={clip}")
+        batch = getattr(getattr(self.trainer, "datamodule", None), "batch_size", None)
+        if self.pack > 1 and isinstance(batch, int) and batch % self.pack:
+            raise DlfError(f"data.batch_size={batch} is not divisible by model.pack={self.pack}: D judges packs of "
+                           f"{self.pack} samples; pick a batch size that is a multiple of {self.pack}")
         if self.trainer.accumulate_grad_batches != 1:
             raise DlfError("trainer.accumulate_grad_batches must be 1 for the GAN (manual optimization)")
         return []
@@ -145,7 +167,7 @@ class GANSystem(System):
         self.toggle_optimizer(opt_d)            # only theta_d takes gradients
         with torch.no_grad():
             fake = self.G(self.sample_z(m))
-        d_loss = discriminator_loss(self.D(x), self.D(fake), self.impl)
+        d_loss = discriminator_loss(self.pack_d(x), self.pack_d(fake), self.impl)  # packs of model.pack samples
         self._step(opt_d, d_loss, sched_d)
         self.untoggle_optimizer(opt_d)
         self.log_train_step("train/d_loss", d_loss.detach(), prog_bar=True)
@@ -153,7 +175,7 @@ class GANSystem(System):
         # Generator, once every d_steps batches: descend log(1 - D(G(z))) (minimax) or -log D(G(z)) (non-saturating).
         if (batch_idx + 1) % self.d_steps == 0:
             self.toggle_optimizer(opt_g)        # only theta_g takes gradients; D is frozen while the graph is built
-            s_gen = self.D(self.G(self.sample_z(m)))
+            s_gen = self.pack_d(self.G(self.sample_z(m)))
             g_loss = generator_loss(s_gen, self.g_loss_kind, self.impl)
             self._step(opt_g, g_loss, sched_g)
             self.untoggle_optimizer(opt_g)
@@ -169,7 +191,14 @@ class GANSystem(System):
         from dlf.metrics.classifier import load_or_train
 
         x, y = dm.train[0], dm.train[1]
-        self._scorer.append(load_or_train(self.classifier_cache, x, y, self.facts.num_classes))
+        self._scorer.append(load_or_train(self.classifier_path(len(x)), x, y, self.facts.num_classes))
+
+    def classifier_path(self, n_train: int) -> str | None:
+        """<classifier_cache>/<dataset name>_<n training images>_mlp.pt: one scorer per dataset (mnist,
+        fashion_mnist and cifar10 share a data module class, so the class cannot be the key)."""
+        if not self.classifier_cache:
+            return None
+        return str(Path(self.classifier_cache) / f"{self.facts.name}_{n_train}_mlp.pt")
 
     def metric_names(self) -> set[str]:
         names = {"train/d_loss", "train/g_loss", "train/d_fake", "val/d_loss", "test/d_loss"}
@@ -184,7 +213,7 @@ class GANSystem(System):
         x = batch[0]
         gen = torch.Generator().manual_seed(self.eval_seed + 1 + batch_idx)
         z = self.sample_z(len(x), gen).to(x.device)
-        s_real, s_fake = self.D(x), self.D(self.G(z))
+        s_real, s_fake = self.pack_d(x), self.pack_d(self.G(z))
         self.log(f"{stage}/d_loss", discriminator_loss(s_real, s_fake), prog_bar=False)
 
     def validation_step(self, batch, batch_idx):

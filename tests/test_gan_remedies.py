@@ -1,0 +1,161 @@
+"""The GAN's remedies for mode collapse: packing (PacGAN, model.pack=m) and spectral normalisation of D
+(model.spectral_norm=true); the image scorer's cache keyed by the dataset's name; the grid target (slow)."""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+import torch
+from omegaconf import open_dict
+
+from conftest import make_cfg
+from dlf.errors import DlfError
+from dlf.nets.gan import build_gan_nets
+from dlf.nets.gan_loss import discriminator_loss, generator_loss
+from dlf.train import run
+
+
+@pytest.mark.parametrize("kind,shape", [("mlp", (2,)), ("mlp", (1, 8, 8)), ("dcgan", (1, 8, 8)),
+                                        ("dcgan", (1, 28, 28))])
+@pytest.mark.parametrize("pack", [2, 4])
+def test_packed_discriminator_shapes(kind, shape, pack):
+    G, D = build_gan_nets(kind, 16, shape, output="sigmoid" if len(shape) == 3 else "linear", pack=pack)
+    x = G(torch.randn(4 * pack, 16))
+    assert x.shape == (4 * pack, *shape)
+    packed = x.reshape(4, pack * shape[0], *shape[1:])          # m samples side by side along features / channels
+    assert D(packed).shape == (4,)
+    with pytest.raises(RuntimeError):                           # an unpacked batch no longer fits D
+        D(x)
+
+
+def _system(overrides, tmp_path):
+    import hydra
+
+    from dlf.data.mixtures import GridDataModule
+
+    cfg = make_cfg(["model=gan", "data=grid", *overrides], tmp_path)
+    facts = GridDataModule(n_train=512, n_val=64, n_test=64).prepare()
+    return hydra.utils.instantiate(cfg.model, facts=facts)
+
+
+class _Recorder(torch.nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.seen = []
+
+    def forward(self, x):
+        self.seen.append(x)
+        return x.sum(1)
+
+
+def test_pack_d_puts_consecutive_samples_side_by_side(tmp_path):
+    system = _system(["model.pack=3"], tmp_path)
+    assert system.D.net[0].in_features == 6                       # 3 packed 2-D points
+    system.D = _Recorder()
+    x = torch.arange(22.0).reshape(11, 2)                         # 11 points: the remainder of 2 is left out
+    out = system.pack_d(x)
+    (seen,) = system.D.seen
+    assert seen.shape == (3, 6) and out.shape == (3,)
+    torch.testing.assert_close(seen[1], torch.cat([x[3], x[4], x[5]]))
+
+
+@pytest.mark.parametrize("kind", ["mlp", "dcgan"])
+def test_scratch_loss_matches_torch_through_a_packed_d(kind):
+    """The from-scratch twin equals torch's on a packed D: losses and D's parameter gradients, float64."""
+    torch.manual_seed(0)
+    shape, m = ((2,), 4) if kind == "mlp" else ((1, 8, 8), 2)
+    G, D = build_gan_nets(kind, 8, shape, pack=m, output="linear" if kind == "mlp" else "sigmoid")
+    G, D = G.double(), D.double()
+    real = torch.randn(16, *shape, dtype=torch.float64)
+    with torch.no_grad():
+        fake = G(torch.randn(16, 8, dtype=torch.float64))
+    pack = lambda x: x.reshape(len(x) // m, m * shape[0], *shape[1:])  # noqa: E731
+    results = []
+    for impl in ("torch", "scratch"):
+        s_real, s_fake = D(pack(real)) * 4, D(pack(fake)) * 4    # larger logits: the log terms matter
+        losses = [discriminator_loss(s_real, s_fake, impl), generator_loss(s_fake, "minimax", impl),
+                  generator_loss(s_fake, "non_saturating", impl)]
+        grads = [torch.autograd.grad(loss, list(D.parameters()), retain_graph=True) for loss in losses]
+        results.append((losses, grads))
+    (l1, g1), (l2, g2) = results
+    for a, b in zip(l1, l2):
+        torch.testing.assert_close(a, b, rtol=1e-12, atol=1e-12)
+    for ga, gb in zip(g1, g2):
+        for a, b in zip(ga, gb):
+            torch.testing.assert_close(a, b, rtol=1e-10, atol=1e-12)
+
+
+@pytest.mark.parametrize("kind,shape", [("mlp", (2,)), ("dcgan", (1, 8, 8))])
+def test_spectral_norm_bounds_each_layer_of_d(kind, shape):
+    torch.manual_seed(0)
+    _, D = build_gan_nets(kind, 8, shape, spectral_norm=True, pack=2)
+    layers = [mod for mod in D.modules() if isinstance(mod, (torch.nn.Linear, torch.nn.Conv2d))]
+    assert layers and all(torch.nn.utils.parametrize.is_parametrized(mod, "weight") for mod in layers)
+    D.train()
+    for _ in range(30):                                           # power iterations converge as D is used
+        D(torch.randn(4, 2 * shape[0], *shape[1:]))
+    D.eval()
+    for mod in layers:
+        sigma = torch.linalg.matrix_norm(mod.weight.detach().flatten(1), ord=2)
+        assert sigma == pytest.approx(1.0, abs=0.05)
+    _, plain = build_gan_nets(kind, 8, shape)
+    assert not any(torch.nn.utils.parametrize.is_parametrized(mod) for mod in plain.modules())
+
+
+def test_data_scale_puts_the_nets_at_unit_scale(tmp_path):
+    """G(z) = s * net(z) and D(x) = net(x / s); auto picks the largest centre coordinate (grid 4, ring 1)."""
+    torch.manual_seed(0)
+    G1, D1 = build_gan_nets("mlp", 2, (2,), pack=2)
+    torch.manual_seed(0)
+    G4, D4 = build_gan_nets("mlp", 2, (2,), pack=2, scale=4.0)
+    z, x = torch.randn(6, 2), torch.randn(6, 4)
+    torch.testing.assert_close(G4(z), 4 * G1(z))
+    torch.testing.assert_close(D4(4 * x), D1(x))
+    assert _system([], tmp_path).G.scale == 4.0
+    with pytest.raises(DlfError, match="data_scale"):
+        build_gan_nets("dcgan", 2, (1, 8, 8), scale=2.0)
+
+
+SMOKE = [["model=gan", "model.pack=4", "model.g_loss=minimax"],
+         ["model=gan", "data=grid", "model.pack=2", "model.spectral_norm=true"],
+         ["model=gan", "data=digits", "model.pack=2", "model.impl=scratch"],
+         ["model=dcgan", "model.pack=4", "model.spectral_norm=true", "model.g_loss=minimax"]]
+
+
+@pytest.mark.parametrize("overrides", SMOKE, ids=lambda o: " ".join(o))
+def test_smoke_with_remedies(overrides, tmp_path):
+    m = run(make_cfg([*overrides, "data.batch_size=32"], tmp_path))
+    assert "test/modes" in m and math.isfinite(m["test/d_loss"])
+
+
+def test_batch_not_divisible_by_pack_is_one_line(tmp_path):
+    with pytest.raises(DlfError, match=r"data.batch_size=30 is not divisible by model.pack=4") as e:
+        run(make_cfg(["model=gan", "model.pack=4", "data.batch_size=30", "logger=none"], tmp_path))
+    assert "\n" not in str(e.value)
+
+
+def test_scorer_cache_is_per_dataset_name(tmp_path):
+    """mnist and fashion_mnist share a data module class; each gets its own scoring classifier."""
+    from test_cnn_data import write_mnist
+
+    files = tmp_path / "files"
+    write_mnist(files, "MNIST")
+    write_mnist(files, "FashionMNIST")
+    for name in ("mnist", "fashion_mnist"):
+        cfg = make_cfg(["model=dcgan", f"data={name}", "logger=none", "data.batch_size=8"], tmp_path / name)
+        with open_dict(cfg):
+            cfg.data.data_dir = str(files)
+            cfg.data.system_dir = None
+            cfg.model.classifier_cache = str(tmp_path / "scorers")
+        run(cfg)
+    cached = sorted(p.name for p in (tmp_path / "scorers").iterdir())
+    assert len(cached) == 2 and cached[0].startswith("fashion_mnist_") and cached[1].startswith("mnist_"), cached
+
+
+@pytest.mark.slow
+@pytest.mark.xfail(strict=True, reason="not reached yet: seed 42 gave 25/25 modes but 57.5% high quality (docs/gan.md)")
+def test_grid_experiment_reaches_the_target(tmp_path):
+    """`python train.py experiment=gan_grid` (seed 42): >= 24/25 modes and >= 90% high-quality samples."""
+    m = run(make_cfg(["experiment=gan_grid", "logger=none", "trainer=cpu"], tmp_path, fast=False))
+    assert m["test/modes"] >= 24 and m["test/high_quality"] >= 90, {k: v for k, v in m.items() if "test/" in k}

@@ -54,6 +54,9 @@ def validate(cfg: DictConfig) -> None:
     from dlf.checks import validate_more
 
     validate_more(cfg)
+    from dlf import distributed  # [ddp] one-line errors for DDP set-ups that would hang (before the GPU check below)
+
+    distributed.check(cfg)  # [ddp]
     accel = str(cfg.trainer.get("accelerator", "auto")).lower()
     if accel in ("gpu", "cuda"):
         import torch
@@ -81,6 +84,9 @@ def run(cfg: DictConfig) -> dict:
     from dlf.checkpoint import AtomicCheckpointIO, check_compatible, read_checkpoint, resolve_ckpt_path
 
     validate(cfg)
+    from dlf import distributed  # [ddp]
+
+    distributed.publish_run_dir(cfg)  # [ddp] rank 0 under torchrun tells the other ranks its run dir
     ckpt_path, ckpt = None, None
     if cfg.get("ckpt_path"):  # read (weights_only=True) and check before anything is built
         ckpt_path = resolve_ckpt_path(str(cfg.ckpt_path), cfg.task_name, cfg.paths.log_dir)
@@ -104,7 +110,8 @@ def run(cfg: DictConfig) -> dict:
     callbacks = [guard, *_instantiate_all(cfg.get("callbacks"))]
     loggers = _instantiate_all(cfg.get("logger"))
     plugins = list(cfg.trainer.get("plugins") or []) + [AtomicCheckpointIO()]
-    trainer = instantiate(cfg.trainer, callbacks=callbacks, logger=loggers if loggers else False, plugins=plugins)
+    trainer = instantiate(cfg.trainer, callbacks=callbacks, logger=loggers if loggers else False, plugins=plugins,
+                          strategy=distributed.strategy(cfg, model))  # [ddp] DDPStrategy with a join timeout
     for lg in loggers:
         lg.log_hyperparams(OmegaConf.to_container(cfg, resolve=True))
 
@@ -124,8 +131,8 @@ def run(cfg: DictConfig) -> dict:
             metrics.update({k: float(v) for k, v in d.items()})
     tests = {k: round(v, 4) for k, v in metrics.items() if k.startswith("test/")}
     if tests:
-        print("Test: " + ", ".join(f"{k}={v}" for k, v in sorted(tests.items())))
-    print(f"Run dir: {cfg.paths.output_dir}   (tensorboard --logdir {cfg.paths.output_dir})")
+        distributed.say("Test: " + ", ".join(f"{k}={v}" for k, v in sorted(tests.items())))  # [ddp] rank 0 prints
+    distributed.say(f"Run dir: {cfg.paths.output_dir}   (tensorboard --logdir {cfg.paths.output_dir})")
     return metrics
 
 
@@ -186,6 +193,10 @@ def _task(cfg: DictConfig) -> None:
         cause = _root_cause(e)
         if isinstance(cause, DlfError):
             _fail(str(cause))
+        from dlf.distributed import one_line_timeout  # [ddp] a rank that never joined: one line
+
+        if (line := one_line_timeout(cause, cfg)) is not None:  # [ddp]
+            _fail(line)  # [ddp]
         _fail(f"{type(cause).__name__}: {_one_line(cause)} (set HYDRA_FULL_ERROR=1 for the full traceback)", 1)
 
 
@@ -278,6 +289,10 @@ def cli() -> None:
     try:
         cfg = precheck(sys.argv[1:])
         sys.argv[1:] = resume_args(sys.argv[1:], cfg)
+        from dlf import distributed  # [ddp] multirun refusal; one run dir for every rank under torchrun/srun
+
+        distributed.check_multirun(cfg, sys.argv[1:])  # [ddp]
+        sys.argv[1:] = distributed.run_dir_args(sys.argv[1:], cfg)  # [ddp]
     except DlfError as e:
         _fail(str(e))
     except Exception as e:  # noqa: BLE001 - a bug in a check must not hide the one-line contract

@@ -27,6 +27,21 @@ class System(L.LightningModule):
         self.scheduler_factory = scheduler
         self._epoch_metrics: dict[str, tuple] = {}  # "stage/name" -> (torchmetrics Metric, prog_bar)
 
+    def log(self, name: str, value, *args, sync_dist: bool | None = None, **kwargs) -> None:
+        """LightningModule.log; with many processes an epoch-level value is reduced over the ranks (sync_dist) unless
+        the caller says otherwise. Lightning's mean is weighted by batch size: sum_r sum_b n_b v_b / sum_r sum_b n_b,
+        so uneven validation shares still give the mean over the whole split. Per-step training values stay local
+        (no collective per step)."""
+        if sync_dist is None:
+            many = self._trainer is not None and self.trainer.world_size > 1
+            on_epoch = kwargs.get("on_epoch")
+            sync_dist = many and (on_epoch if on_epoch is not None else self._current_fx_name != "training_step")
+        super().log(name, value, *args, sync_dist=sync_dist, **kwargs)
+
+    def log_dict(self, dictionary, *args, sync_dist: bool | None = None, **kwargs) -> None:
+        for k, v in dictionary.items():  # through self.log, so the sync_dist default above applies
+            self.log(k, v, *args, sync_dist=sync_dist, **kwargs)
+
     def log_at_epoch_end(self, name: str, metric, prog_bar: bool = False) -> None:
         """Log a torchmetrics metric (updated by the caller each step) once, at the end of the epoch of its stage.
 

@@ -71,6 +71,10 @@ def check(cfg: DictConfig) -> None:
     accel = str(t.get("accelerator", "auto")).lower()
     dev, nodes = t.get("devices", 1), _int(t.get("num_nodes", 1))
     external = launched_by()
+    if accel == "auto":  # Lightning's choice: the GPUs if CUDA has any, else CPU processes
+        import torch
+
+        accel = "gpu" if torch.cuda.is_available() else "cpu"
     if accel in ("gpu", "cuda"):
         import torch
 

@@ -8,6 +8,7 @@ loop with the same net, data, batch (100) and optimizer (Adam 1e-2). Prints medi
 from __future__ import annotations
 
 import argparse
+import os
 import statistics
 import sys
 import tempfile
@@ -17,6 +18,7 @@ from pathlib import Path
 import torch
 
 ROOT = Path(__file__).resolve().parents[1]
+DATA = Path(os.environ.get("DLF_DATA", ROOT / "data"))  # where MNIST-1D is generated and cached
 sys.path.insert(0, str(ROOT / "src"))
 
 
@@ -38,7 +40,7 @@ def dlf_run(steps: int, impl: str, tmp: Path, device: str = "cpu") -> float:
         cfg = compose("train", overrides=["model=cnn1d", "trainer=cpu", f"model.net.impl={impl}",
                                           "model.print_summary=false"])
     with open_dict(cfg):
-        cfg.paths.data_dir = str(ROOT / "data")
+        cfg.paths.data_dir = str(DATA)
     L.seed_everything(0, verbose=False)
     dm = instantiate(cfg.data)
     facts = dm.prepare()
@@ -62,7 +64,7 @@ def plain_run(steps: int, impl: str, device: str = "cpu") -> float:
 
     torch.manual_seed(0)
     cfg = OmegaConf.load(ROOT / "src/dlf/configs/model/cnn1d.yaml")
-    dm = MNIST1DDataModule(data_dir=str(ROOT / "data"), val_fraction=0.1)
+    dm = MNIST1DDataModule(data_dir=str(DATA), val_fraction=0.1)
     dm.prepare()
     x, y = (t.to(device) for t in dm.train)
     net = build_cnn((1, 40), 10, impl, dims=1, blocks=cfg.model.net.blocks, hidden=[]).to(device)

@@ -169,7 +169,7 @@ def _equivalence_args(model: str, world: int, batch: int) -> list[str]:
     extra = {"mlp": [], "cnn": ["model.net.dropout=0", "callbacks.cnn_figures=null"]}[model]
     return [f"model={model}", *trainer, f"data.batch_size={batch}", "trainer.max_epochs=1",
             "trainer.limit_train_batches=20", "trainer.limit_val_batches=1", "trainer.deterministic=true",
-            "logger=none", "callbacks.model_checkpoint=null", "callbacks.model_summary=null",
+            "logger=none", "callbacks.model_summary=null",
             "trainer.enable_progress_bar=false", f"paths.data_dir={DATA_CACHE}", *extra]
 
 

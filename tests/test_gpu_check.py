@@ -32,7 +32,7 @@ def test_dry_run_prints_the_table(tmp_path):
     assert r.returncode == 0, r.stdout[-2000:] + r.stderr[-2000:]
     assert "Device: CPU" in r.stdout
     rows = _rows(r.stdout)
-    assert rows["mlp_xor"].startswith("Test: test/"), rows
+    assert rows["mlp_xor"].startswith("test/"), rows
     assert re.match(r"plain [\d.]+ ms/step, dlf [\d.]+ ms/step, ratio [\d.]+", rows["overhead"]), rows
 
 
@@ -46,4 +46,4 @@ def test_dry_run_every_family(tmp_path):
     r = _dry_run("mlp_xor,mlp,cnn,cnn1d,rnn,lstm,gan,dcgan", 10, tmp_path)
     assert r.returncode == 0, r.stdout[-3000:] + r.stderr[-2000:]
     rows = _rows(r.stdout)
-    assert all(rows[f].startswith("Test: ") for f in ("mlp_xor", "mlp", "cnn", "cnn1d", "rnn", "lstm", "gan", "dcgan"))
+    assert all(rows[f].startswith("test/") for f in ("mlp_xor", "mlp", "cnn", "cnn1d", "rnn", "lstm", "gan", "dcgan"))

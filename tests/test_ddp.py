@@ -270,7 +270,9 @@ def test_two_torchrun_nodes_train_into_one_run_dir(tmp_path):
         for p in procs:
             if p.poll() is None:
                 os.killpg(p.pid, signal.SIGKILL)
-    print("\n".join(o[0] for o in outs))
+    for node, (out, err) in enumerate(outs):  # shown with -s: the note of issue 10 quotes it
+        print(f"--- node {node}:", *[ln for ln in (err + out).splitlines() if re.search(r"MEMBER|^Test:|^Run dir:", ln)],
+              sep="\n")
     assert [p.returncode for p in procs] == [0, 0], "\n".join(o[1][-2000:] for o in outs)
     runs = _runs(tmp_path)
     assert len(runs) == 1, runs

@@ -91,7 +91,7 @@ def check(cfg: DictConfig) -> None:
         if dev > CPU_PROCS_PER_CORE * cores:
             raise DlfError(f"trainer.devices={dev} CPU processes on {cores} cores: more than {CPU_PROCS_PER_CORE} a "
                            f"core only slow each other down and may not all start in time: set trainer.devices="
-                           f"{min(cores, 2) if cores > 1 else 1} (data.batch_size is per process)")
+                           f"{cores} (one a core; data.batch_size is per process)")
     if nodes > 1 and external is None:
         raise DlfError(f"trainer.num_nodes={nodes} needs a launcher that starts the processes of every node (Lightning "
                        "starts one node's only and would wait for the others forever): run `torchrun --nnodes="

@@ -104,15 +104,19 @@ def test_more_gpus_than_visible(monkeypatch):
 
 
 def test_slurm_run_dir_is_the_job_step(monkeypatch):
-    from dlf import distributed
+    from hydra import compose, initialize_config_dir
 
-    cfg = _cfg(["trainer=ddp_cpu"])
+    from dlf import distributed
+    from dlf.train import CONFIG_DIR
+
+    with initialize_config_dir(str(CONFIG_DIR), version_base="1.3"):
+        cfg = compose("train", overrides=["trainer=ddp_cpu"], return_hydra_config=True)
     for k, v in {"SLURM_NTASKS": "4", "SLURM_PROCID": "3", "SLURM_JOB_ID": "777", "SLURM_STEP_ID": "0",
                  "SLURM_JOB_NAME": "train"}.items():
         monkeypatch.setenv(k, v)
-    args = distributed.run_dir_args(["trainer=ddp_cpu"], cfg)
-    assert f"hydra.run.dir={cfg.paths.log_dir}{cfg.task_name}/runs/slurm_777_0" in args
-    assert "hydra.output_subdir=null" in args  # .hydra/ is rank 0's
+    distributed.share_run_dir(cfg, given=False)
+    assert cfg.hydra.run.dir == f"{cfg.paths.log_dir}{cfg.task_name}/runs/slurm_777_0"
+    assert cfg.hydra.output_subdir is None  # .hydra/ is rank 0's
 
 
 # ---- real CLI runs ------------------------------------------------------------------------------------------------

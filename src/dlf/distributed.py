@@ -110,10 +110,10 @@ def check(cfg: DictConfig) -> None:
                            "(Lightning picks a free port) or choose a free one")
 
 
-def check_multirun(cfg: DictConfig, argv: list[str]) -> None:
-    """DDP inside a Hydra multirun started on one machine is refused in one line (Lightning issue #15689)."""
-    if any(a in ("-m", "--multirun") for a in argv) and is_ddp(cfg.get("trainer") or {}) and launched_by() is None \
-            and not any(a.startswith("hydra/launcher=") for a in argv):
+def refuse_multirun(config: DictConfig) -> None:
+    """DDP inside a Hydra multirun run by the basic launcher is refused in one line (Lightning issue #15689)."""
+    launcher = str(config.hydra.launcher.get("_target_", ""))
+    if is_ddp(config.get("trainer") or {}) and launched_by() is None and launcher.endswith("BasicLauncher"):
         raise DlfError("a multirun (-m) cannot start DDP processes: Lightning's launcher re-runs the whole command "
                        "line (the sweep) in each child (Lightning issue #15689): run one command per job, e.g. `for "
                        "o in sgd adam; do python train.py trainer=ddp_cpu optimizer=$o; done`, or sweep with "
@@ -129,25 +129,28 @@ def port_in_use(port: int, host: str = "") -> bool:
     return False
 
 
-def run_dir_args(args: list[str], cfg: DictConfig) -> list[str]:
-    """Under torchrun or srun: the same `hydra.run.dir` for every rank (rank 0's choice), .hydra/ written by rank 0
-    alone. Unchanged when Lightning starts the processes (it passes its own hydra.run.dir to its children) or when
-    the command line already names the dir (a resumed run: resume_args set it to the checkpoint's run dir)."""
+def share_run_dir(config: DictConfig, given: bool) -> None:
+    """Under torchrun or srun, before Hydra makes the run dir: the same `hydra.run.dir` for every rank (rank 0's
+    choice), .hydra/ written by rank 0 alone. Nothing to do when Lightning starts the processes (it passes its own
+    hydra.run.dir to its children) or for one process. `given`: the dir is already named (command line, resume)."""
+    from omegaconf import open_dict, read_write
+
     who = launched_by()
-    if who is None or not is_ddp(cfg.get("trainer") or {}):
-        return args
+    if who is None or not is_ddp(config.get("trainer") or {}):
+        return
     rank = global_rank()
-    extra = [] if rank == 0 else ["hydra.output_subdir=null"]
-    if any(a.startswith("hydra.run.dir=") for a in args):
-        return args + extra
-    if who == "slurm":
-        restart = os.environ.get("SLURM_RESTART_COUNT", "0")
-        name = f"slurm_{os.environ.get('SLURM_JOB_ID', '0')}_{os.environ.get('SLURM_STEP_ID', '0')}"
-        name += f"_r{restart}" if restart not in ("", "0") else ""
-        return args + [f"hydra.run.dir={cfg.paths.log_dir}{cfg.task_name}/runs/{name}"] + extra
-    if rank == 0:
-        return args  # Hydra picks the dir as usual; publish_run_dir() announces it from inside the run
-    return args + [f"hydra.run.dir={_store_get('run_dir', cfg)}"] + extra
+    with read_write(config), open_dict(config):
+        if rank != 0:
+            config.hydra.output_subdir = None
+        if given:
+            return
+        if who == "slurm":
+            restart = os.environ.get("SLURM_RESTART_COUNT", "0")
+            name = f"slurm_{os.environ.get('SLURM_JOB_ID', '0')}_{os.environ.get('SLURM_STEP_ID', '0')}"
+            name += f"_r{restart}" if restart not in ("", "0") else ""
+            config.hydra.run.dir = f"{config.paths.log_dir}{config.task_name}/runs/{name}"
+        elif rank != 0:  # rank 0 lets Hydra pick as usual and publish_run_dir() announces it from inside the run
+            config.hydra.run.dir = _store_get("run_dir", config)
 
 
 def _store(cfg):

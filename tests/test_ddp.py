@@ -83,12 +83,10 @@ def _cfg(overrides):
 
 def test_ddp_keys_and_configs_are_known():
     """trainer.strategy / num_nodes / sync_batchnorm were `unknown option` before; trainer=ddp(_cpu) were unknown."""
-    from dlf.train import precheck
-
-    cfg = precheck(["trainer.strategy=ddp", "trainer.devices=2", "trainer.accelerator=cpu", "trainer.num_nodes=1",
-                    "trainer.sync_batchnorm=true"])
+    cfg = _cfg(["trainer.strategy=ddp", "trainer.devices=2", "trainer.accelerator=cpu", "trainer.num_nodes=1",
+                "trainer.sync_batchnorm=true"])  # an unknown key would fail to compose
     assert (cfg.trainer.strategy, cfg.trainer.num_nodes, cfg.trainer.sync_batchnorm) == ("ddp", 1, True)
-    cpu = precheck(["trainer=ddp_cpu"]).trainer
+    cpu = _cfg(["trainer=ddp_cpu"]).trainer
     assert (cpu.strategy, cpu.accelerator, cpu.devices) == ("ddp", "cpu", 2)
     assert _cfg(["trainer=ddp"]).trainer.devices == "auto"
 

@@ -81,6 +81,15 @@ CASES = [
                                                                "not of dlf.systems.mlp.MLPSystem"]),
     ("ckpt-other-shapes", [*XOR, "model.net.hidden=[7]", "ckpt_path={ckpt}"], ["model.net.hidden=[7]", "[5]"]),
     ("ckpt-last-other-shapes", [*XOR, "model.net.hidden=[3]", "ckpt_path=last"], ["model.net.hidden=[3]"]),
+    # many processes (tests/test_ddp.py has the GPU count, the busy port and the rank that never joins)
+    ("ddp-without-cuda", ["trainer=ddp"], ["trainer=ddp runs one process per CUDA GPU", "trainer=ddp_cpu"]),
+    ("ddp-cpu-too-many", ["trainer=ddp_cpu", "trainer.devices=999"], ["trainer.devices=999 CPU processes", "cores"]),
+    ("devices-99-auto", ["trainer.devices=999"], ["trainer.devices=999 CPU processes"]),
+    ("num-nodes-no-launcher", ["trainer=ddp_cpu", "trainer.num_nodes=2"], ["trainer.num_nodes=2 needs a launcher",
+                                                                           "torchrun --nnodes=2"]),
+    ("ddp-multirun", ["-m", "trainer=ddp_cpu", "optimizer=sgd,adam"], ["multirun (-m) cannot start DDP", "#15689",
+                                                                       "for o in sgd adam"]),
+    ("ddp-timeout-zero", ["trainer=ddp_cpu", "ddp_timeout=0"], ["ddp_timeout=0", "ddp_timeout=600"]),
 ]
 
 

@@ -55,6 +55,9 @@ class Startup(Callback):
         if run is not None and config.get("train", True) and "hydra.run.dir" not in given:
             with read_write(config), open_dict(config):
                 config.hydra.run.dir = str(run)  # continue where the interrupted run left its files
+        from dlf.distributed import share_run_dir  # [ddp] one run dir for every rank under torchrun/srun
+
+        share_run_dir(config, "hydra.run.dir" in given or (run is not None and config.get("train", True)))  # [ddp]
         with read_write(config), open_dict(config):
             if prepared.get("ckpt_path") is not None:
                 config.ckpt_path = str(prepared["ckpt_path"])  # the file `last` named, recorded in config.yaml
@@ -66,6 +69,12 @@ class Startup(Callback):
         PREPARED.update(prepared)
 
     def on_multirun_start(self, config: DictConfig, **kwargs) -> None:
+        from dlf.distributed import refuse_multirun  # [ddp] DDP in a basic-launcher multirun: one line
+
+        try:  # [ddp]
+            refuse_multirun(config)  # [ddp]
+        except DlfError as e:  # [ddp]
+            _fail(str(e))  # [ddp]
         FAILED_JOBS.clear()
         self._sweep_dir, self._start = Path(str(config.hydra.sweep.dir)), time.time()
 

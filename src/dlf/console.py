@@ -14,5 +14,9 @@ log = logging.getLogger("dlf")
 
 
 def say(text: str) -> None:
-    print(text, flush=True)
-    log.info(text)
+    """Print `text` and log it, on global rank 0 only (under DDP every rank runs the same code)."""
+    from dlf.distributed import is_rank_zero
+
+    if is_rank_zero():
+        print(text, flush=True)
+        log.info(text)

@@ -57,6 +57,9 @@ def validate(cfg: DictConfig) -> None:
     from dlf.checks import validate_more
 
     validate_more(cfg)
+    from dlf import distributed  # [ddp] one-line errors for DDP set-ups that would hang (before the GPU check below)
+
+    distributed.check(cfg)  # [ddp]
     accel = str(cfg.trainer.get("accelerator", "auto")).lower()
     if accel in ("gpu", "cuda"):
         import torch
@@ -113,12 +116,14 @@ def run(cfg: DictConfig, outcome: dict | None = None, prepared: dict | None = No
     import torch
     from hydra.utils import instantiate
 
+    from dlf import distributed  # [ddp]
     from dlf.callbacks.resilience import RunGuard
     from dlf.checkpoint import AtomicCheckpointIO
     from dlf.console import say  # the run's report: console and train.log
 
     if prepared is None:
         prepared = prepare(cfg)
+    distributed.publish_run_dir(cfg)  # [ddp] rank 0 under torchrun tells the other ranks its run dir
     ckpt_path, ckpt = prepared.get("ckpt_path"), prepared.get("ckpt")
     prepared.clear()  # the checkpoint's tensors are dropped once the weights are checked below
     torch.set_float32_matmul_precision("high")
@@ -140,7 +145,8 @@ def run(cfg: DictConfig, outcome: dict | None = None, prepared: dict | None = No
     callbacks = [guard, *_instantiate_all(cfg.get("callbacks"))]
     loggers = _instantiate_all(cfg.get("logger"))
     plugins = list(cfg.trainer.get("plugins") or []) + [AtomicCheckpointIO()]
-    trainer = instantiate(cfg.trainer, callbacks=callbacks, logger=loggers if loggers else False, plugins=plugins)
+    trainer = instantiate(cfg.trainer, callbacks=callbacks, logger=loggers if loggers else False, plugins=plugins,
+                          strategy=distributed.strategy(cfg, model))  # [ddp] DDPStrategy with a join timeout
     outcome = {} if outcome is None else outcome
 
     if cfg.get("train", True):
@@ -281,8 +287,12 @@ def _task(cfg: DictConfig) -> float:
     except Exception as e:  # noqa: BLE001 - one line, not a traceback
         cause = _root_cause(e)
         status = "diverged" if isinstance(cause, Diverged) else "failed"
+        from dlf.distributed import one_line_timeout  # [ddp] a rank that never joined: one line
+
         if isinstance(cause, DlfError):
             error, code = str(cause), 2
+        elif (line := one_line_timeout(cause, cfg)) is not None:  # [ddp]
+            error, code = line, 2  # [ddp]
         else:
             error, code = f"{type(cause).__name__}: {_one_line(cause)} (set HYDRA_FULL_ERROR=1 for the full traceback)", 1
         if os.environ.get("DLF_FULL_ERROR", os.environ.get("HYDRA_FULL_ERROR")) == "1" and not multirun:

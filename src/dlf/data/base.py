@@ -48,17 +48,33 @@ class TensorLoader:
 
     The order of each epoch is a permutation drawn from `seed + epoch`, so it does not depend on any global RNG and a
     resumed run sees the same batches. `repeats` serves the whole set that many times per epoch (full-batch XOR).
+
+    Many processes (`rank` of `world_size`): each rank serves a disjoint share of the epoch's order, strided,
+    share_r = order[r::W] (what torch's DistributedSampler does). Strided, not blocks, because then the union of the
+    ranks' k-th batches is exactly the k-th batch of one process with batch W*B: order[kWB:(k+1)WB]; with DDP's
+    gradient mean over ranks, W processes of batch B take the same steps as one process of batch W*B (the
+    equivalence test checks it). `equal_shares=True` (training) gives every rank floor(n/W) samples, dropping the
+    n mod W < W samples at the end of the epoch's order (a different few each shuffled epoch) so that every rank runs
+    the same number of steps, which DDP needs. `equal_shares=False` (validation, test) keeps all n: shares differ by
+    at most one sample and no sample is padded in twice (DistributedSampler would pad by repeating samples), so
+    metrics summed over ranks count every sample exactly once.
     """
 
     def __init__(self, tensors, batch_size: int, shuffle: bool = False, drop_last: bool = False,
-                 seed: int = 0, repeats: int = 1):
+                 seed: int = 0, repeats: int = 1, rank: int = 0, world_size: int = 1, equal_shares: bool = False):
         require(batch_size is not None and int(batch_size) > 0,
                 f"data.batch_size={batch_size} must be a positive integer: set e.g. data.batch_size=64")
         n = len(tensors[0])
         require(all(len(t) == n for t in tensors), "all tensors of a dataset must have the same length")
+        require(0 <= rank < world_size, f"rank {rank} is not in 0..{world_size - 1}")
+        require(n == 0 or n >= world_size, f"a split of {n} samples cannot give each of {world_size} processes one: "
+                "use fewer processes (trainer.devices x trainer.num_nodes) or more data")
         self.tensors = tuple(tensors)
         self.n = n
-        self.batch_size = min(int(batch_size), n) if n > 0 else int(batch_size)
+        self.rank, self.world_size, self.equal_shares = int(rank), int(world_size), bool(equal_shares)
+        # this rank's share of the epoch's order: positions rank, rank + W, ... (< m*W with equal shares)
+        self.share = n // world_size if equal_shares else len(range(rank, n, world_size))
+        self.batch_size = min(int(batch_size), self.share) if self.share > 0 else int(batch_size)
         self.shuffle = shuffle
         self.drop_last = drop_last
         self.seed = int(seed)
@@ -72,8 +88,8 @@ class TensorLoader:
 
     def _batches_per_pass(self) -> int:
         if self.drop_last:
-            return self.n // self.batch_size
-        return -(-self.n // self.batch_size)
+            return self.share // self.batch_size
+        return -(-self.share // self.batch_size)
 
     def __len__(self) -> int:
         return self._batches_per_pass() * self.repeats
@@ -85,16 +101,21 @@ class TensorLoader:
         gen = torch.Generator().manual_seed(self.seed * 100_003 + epoch)
         per_pass = self._batches_per_pass()
         i = 0
+        sharded = self.world_size > 1
         for _ in range(self.repeats):
             if self.shuffle:
                 order = torch.randperm(self.n, generator=gen)  # drawn even for skipped passes: same order after
+            elif sharded:
+                order = torch.arange(self.n)
+            if sharded:  # this rank's share: order[r::W], cut to `share` samples
+                order = order[self.rank::self.world_size][:self.share]
             for b in range(per_pass):
                 i += 1
                 if i <= skip:  # resumed mid-epoch: these batches were trained on before the interruption
                     continue
                 s = slice(b * self.batch_size, (b + 1) * self.batch_size)
                 self._pass[1] = i
-                if self.shuffle:
+                if self.shuffle or sharded:
                     idx = order[s]
                     yield tuple(t[idx] for t in self.tensors)
                 else:
@@ -149,11 +170,27 @@ class InMemoryDataModule(L.LightningDataModule):
     def setup(self, stage: str | None = None) -> None:
         self.prepare()
 
-    def train_dataloader(self):
-        if self._train_loader is None:
-            self._train_loader = TensorLoader(self.train, self.batch_size, shuffle=True, seed=self.seed)
+    def shard(self) -> dict:
+        """This process's place among the Trainer's processes: {"rank": r, "world_size": W} (0 of 1 without one)."""
+        trainer = getattr(self, "trainer", None)
+        if trainer is None:
+            return {"rank": 0, "world_size": 1}
+        return {"rank": int(trainer.global_rank), "world_size": int(trainer.world_size)}
+
+    def train_loader(self, **kwargs) -> TensorLoader:
+        """The (cached) training loader, this rank's equal share; rebuilt, keeping its position, if the ranks changed
+        since it was made (a state loaded before the Trainer was attached)."""
+        where = self.shard()
+        old = self._train_loader
+        if old is None or (old.rank, old.world_size) != (where["rank"], where["world_size"]):
+            self._train_loader = TensorLoader(self.train, equal_shares=True, **where, **kwargs)
+            if old is not None:
+                self._train_loader.epoch, self._train_loader.skip = old.epoch, old.skip
         self._train_loader.position = self._fit_position
         return self._train_loader
+
+    def train_dataloader(self):
+        return self.train_loader(batch_size=self.batch_size, shuffle=True, seed=self.seed)
 
     def _fit_position(self) -> tuple[int, int] | None:
         """(epoch, batches trained in it) from the Trainer while fitting: exact at every checkpoint save."""
@@ -165,11 +202,11 @@ class InMemoryDataModule(L.LightningDataModule):
             return trainer.current_epoch + 1, 0
         return trainer.current_epoch, done
 
-    def val_dataloader(self):
-        return TensorLoader(self.val, self.eval_batch_size)
+    def val_dataloader(self):  # every sample exactly once over all ranks (shares differ by at most one)
+        return TensorLoader(self.val, self.eval_batch_size, **self.shard())
 
     def test_dataloader(self):
-        return TensorLoader(self.test, self.eval_batch_size)
+        return TensorLoader(self.test, self.eval_batch_size, **self.shard())
 
     def state_dict(self) -> dict:
         if self._train_loader is None:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import torch
 
-from dlf.data.base import DataFacts, InMemoryDataModule, TensorLoader
+from dlf.data.base import DataFacts, InMemoryDataModule
 from dlf.errors import require
 
 # The truth table of XOR: y = x1 XOR x2.
@@ -29,9 +29,7 @@ class XORDataModule(InMemoryDataModule):
         self.facts = DataFacts(name="xor", kind="vector", target="binary", input_shape=(2,), in_features=2, num_classes=2)
 
     def train_dataloader(self):
-        if self._train_loader is None:
-            self._train_loader = TensorLoader(self.train, batch_size=4, repeats=self.repeats)
-        return self._train_loader
+        return self.train_loader(batch_size=4, repeats=self.repeats)  # many processes: 4 // W points each
 
 
 class MoonsDataModule(InMemoryDataModule):

@@ -30,6 +30,21 @@ class System(L.LightningModule):
         self.example_input_array = torch.zeros(1, *facts.input_shape,
                                                dtype=torch.int64 if facts.vocab else torch.float32)
 
+    def log(self, name: str, value, *args, sync_dist: bool | None = None, **kwargs) -> None:
+        """LightningModule.log; with many processes an epoch-level value is reduced over the ranks (sync_dist) unless
+        the caller says otherwise. Lightning's mean is weighted by batch size: sum_r sum_b n_b v_b / sum_r sum_b n_b,
+        so uneven validation shares still give the mean over the whole split. Per-step training values stay local
+        (no collective per step)."""
+        if sync_dist is None:
+            many = self._trainer is not None and self.trainer.world_size > 1
+            on_epoch = kwargs.get("on_epoch")
+            sync_dist = many and (on_epoch if on_epoch is not None else self._current_fx_name != "training_step")
+        super().log(name, value, *args, sync_dist=sync_dist, **kwargs)
+
+    def log_dict(self, dictionary, *args, sync_dist: bool | None = None, **kwargs) -> None:
+        for k, v in dictionary.items():  # through self.log, so the sync_dist default above applies
+            self.log(k, v, *args, sync_dist=sync_dist, **kwargs)
+
     def metric_names(self) -> set[str] | None:
         """The names this system logs (as "stage/name"), so that `monitor=` is checked before training starts.
         None: not declared (no start-up check). Families override it; tests/test_entry.py checks it against a run."""

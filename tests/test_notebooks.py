@@ -48,3 +48,23 @@ def test_notebook_stored_with_outputs(path):
     first = "".join(c.source for c in nb.cells[:3])
     assert 'pip", "install' in first and "dlf @ git+" in first, "the first cells must say how to install dlf"
     assert "## Try this" in nb.cells[-1].source and "train.py" in nb.cells[-1].source
+
+
+@pytest.mark.parametrize("backend,expected", [(None, "agg"),
+                                              ("module://matplotlib_inline.backend_inline", "inline")])
+def test_dlf_figures_keep_jupyters_inline_backend(backend, expected):
+    """dlf's figure module switches matplotlib to Agg (no display) except inside Jupyter, where it would stop
+    plt.show() from drawing every figure after the first dlf run."""
+    import os
+    import subprocess
+    import sys
+
+    pytest.importorskip("matplotlib_inline")
+    env = {k: v for k, v in os.environ.items() if k != "MPLBACKEND"}
+    if backend:
+        env["MPLBACKEND"] = backend
+    src = str(Path(__file__).resolve().parents[1] / "src")
+    env["PYTHONPATH"] = os.pathsep.join([src, *filter(None, [os.environ.get("PYTHONPATH")])])
+    out = subprocess.run([sys.executable, "-c", "import dlf.callbacks.figures, matplotlib; print(matplotlib.get_backend())"],
+                         env=env, capture_output=True, text=True, check=True).stdout
+    assert expected in out.strip().lower()

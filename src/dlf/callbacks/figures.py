@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import lightning as L
 import matplotlib
 
-matplotlib.use("Agg")  # no display needed
+if not os.environ.get("MPLBACKEND", "").startswith("module://matplotlib_inline"):
+    matplotlib.use("Agg")  # no display needed; but inside Jupyter keep its inline backend, or plt.show() stops drawing
 import matplotlib.pyplot as plt  # noqa: E402
 
 

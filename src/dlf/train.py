@@ -183,7 +183,9 @@ def _task(cfg: DictConfig) -> None:
     except Exception as e:  # noqa: BLE001 - one line, not a traceback
         if os.environ.get("HYDRA_FULL_ERROR") == "1":
             raise
-        cause = _root_cause(e)
+        from dlf.faults import explain_write_error  # disk full / quota / ulimit -f: one line naming the file
+
+        cause = explain_write_error(e, cfg.paths.get("output_dir")) or _root_cause(e)
         if isinstance(cause, DlfError):
             _fail(str(cause))
         _fail(f"{type(cause).__name__}: {_one_line(cause)} (set HYDRA_FULL_ERROR=1 for the full traceback)", 1)

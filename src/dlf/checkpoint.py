@@ -28,9 +28,15 @@ except ImportError:  # pragma: no cover
 
 
 def _torch_save(obj: Any, f) -> None:
+    """Serialize in memory, then write the bytes: a failed write raises the kernel's OSError (ENOSPC, EDQUOT, EFBIG)
+    itself, not the RuntimeError torch's zip writer turns it into."""
+    import io
+
     import torch
 
-    torch.save(obj, f)
+    buf = io.BytesIO()
+    torch.save(obj, buf)
+    f.write(buf.getbuffer())
 
 
 def atomic_save(obj: Any, path: str | Path) -> None:

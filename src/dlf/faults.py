@@ -5,6 +5,9 @@
 - `explain_write_error(e, run_dir)`: for any exception whose chain holds such an OSError (a TensorBoard event write
   fails in its writer thread and surfaces later, a figure's savefig fails half-way), the same one line. The file is
   the OSError's own `filename`, else the file object or path the failing frame was writing, else the run dir.
+- `whole_or_absent(path)`: a figure whose write fails half-way is removed, not left truncated.
+- `quiet_writer_threads()`: a TensorBoard writer thread that hits a full disk does not print its own traceback; the
+  main thread re-raises the same error at the next write or flush, and dlf reports it in one line.
 - `remove_stale_temps(folder)`: temporary checkpoint files (`.<name>.<pid>.<random>.tmp`, see
   `dlf.checkpoint.atomic_save`) left by a writer that was killed are removed at the next start.
 """
@@ -13,6 +16,8 @@ from __future__ import annotations
 
 import errno
 import os
+import threading
+from contextlib import contextmanager
 from pathlib import Path
 
 from dlf.errors import DlfError
@@ -39,13 +44,15 @@ def _path_in_traceback(e: BaseException) -> str | None:
         tb = tb.tb_next
     for frame in reversed(frames):
         for name, value in frame.f_locals.items():
-            fname = getattr(value, "name", None)
-            if hasattr(value, "write") and isinstance(fname, str) and os.path.sep in fname:
-                return fname
-            if name in ("filename", "path", "fname", "file_path") and isinstance(value, (str, Path)) \
-                    and os.path.sep in str(value):
-                return str(value)
+            if hasattr(value, "write") and _is_path(getattr(value, "name", None)):  # an open (or closed) file object
+                return os.fsdecode(value.name)
+            if name in ("filename", "path", "fname", "file_path") and _is_path(value):
+                return os.fsdecode(value)
     return None
+
+
+def _is_path(value) -> bool:
+    return isinstance(value, (str, bytes, os.PathLike)) and os.sep in os.fsdecode(value)
 
 
 def explain_write_error(e: BaseException, run_dir=None) -> DlfError | None:
@@ -89,3 +96,32 @@ def _alive(pid: int) -> bool:
     except PermissionError:
         return True
     return True
+
+
+@contextmanager
+def whole_or_absent(path):
+    """Remove `path` if the block writing it fails (a PNG cut short by a full disk is worse than none)."""
+    try:
+        yield
+    except BaseException:
+        Path(path).unlink(missing_ok=True)
+        raise
+
+
+_hook_installed = False
+
+
+def quiet_writer_threads() -> None:
+    """threading.excepthook that stays silent for a failed write (NO_SPACE) in a background writer thread."""
+    global _hook_installed
+    if _hook_installed:
+        return
+    previous = threading.excepthook
+
+    def hook(args):
+        if isinstance(args.exc_value, OSError) and args.exc_value.errno in NO_SPACE:
+            return  # re-raised by the writer's owner in the main thread (tensorboard's _check_worker_status)
+        previous(args)
+
+    threading.excepthook = hook
+    _hook_installed = True

@@ -25,7 +25,7 @@ import torch
 from lightning.pytorch.callbacks import Checkpoint
 
 from dlf.errors import DlfError
-from dlf.faults import remove_stale_temps
+from dlf.faults import quiet_writer_threads, remove_stale_temps
 
 
 class RunInterrupted(Exception):
@@ -143,6 +143,7 @@ class RunGuard(L.Callback):
         if stage == "fit":
             self._active = True
             self.install_handlers()
+            quiet_writer_threads()  # a full disk in TensorBoard's writer thread: one line from the main thread
             if trainer.is_global_zero:  # temporary checkpoint files of a writer killed in an earlier run of this dir
                 for folder in checkpoint_dirs(trainer):
                     remove_stale_temps(folder)

@@ -22,7 +22,6 @@ from cli_server import shared_server
 from test_resume import _check_resumed, _final, _runs, _test_line, assert_same
 
 import dlf.checkpoint as ck
-from dlf.faults import remove_stale_temps
 
 # The XOR MLP: 3 epochs of 9 steps, last.ckpt every 4 steps, deterministic on CPU; figures on (cost curve, decision
 # boundary), TensorBoard events unless a test says logger=csv.
@@ -148,6 +147,8 @@ def test_killed_writers_temp_file_removed_at_next_start(server, tmp_path):
 
 def test_temp_file_of_a_live_writer_is_kept(tmp_path):
     """Only files whose writer is gone are removed: a concurrent writer's file (its pid alive) stays."""
+    from dlf.faults import remove_stale_temps
+
     live = tmp_path / f".last.ckpt.{os.getppid()}.abc123.tmp"
     dead = tmp_path / ".best.ckpt.999999999.abc123.tmp"
     old = tmp_path / ".last.ckpt.abc123.tmp"  # the name before the pid was recorded

@@ -110,3 +110,42 @@ class FillDisk(L.Callback):
                         if len(chunk) == 1:
                             break
                         chunk = chunk[: len(chunk) // 2]
+
+
+def _counting_mnist1d():
+    from dlf.data.mnist1d import MNIST1DDataModule
+
+    class CountingMNIST1D(MNIST1DDataModule):
+        """MNIST-1D whose generator leaves a file <builds_dir>/<pid> each time it runs (and takes `delay` s longer),
+        so a test can count how many of the processes started together built the cache."""
+
+        def __init__(self, builds_dir: str, delay: float = 0.5, **kw):
+            super().__init__(**kw)
+            self.builds_dir, self.delay = builds_dir, float(delay)
+
+        def build(self) -> None:
+            import time
+
+            import dlf.data.mnist1d as m
+
+            real = m.make_mnist1d
+
+            def counted(*a, **k):
+                os.makedirs(self.builds_dir, exist_ok=True)
+                open(os.path.join(self.builds_dir, str(os.getpid())), "w").close()
+                time.sleep(self.delay)
+                return real(*a, **k)
+
+            m.make_mnist1d = counted
+            try:
+                super().build()
+            finally:
+                m.make_mnist1d = real
+
+    return CountingMNIST1D
+
+
+def __getattr__(name):  # the class is made on first use: importing this module must not import dlf's data code
+    if name == "CountingMNIST1D":
+        return _counting_mnist1d()
+    raise AttributeError(name)

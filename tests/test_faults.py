@@ -231,11 +231,13 @@ def test_damaged_data_cache_is_rebuilt(how, server, tmp_path):
 
 def test_runs_started_together_share_one_cache(server, tmp_path):
     """4 runs forked within milliseconds on one data dir (no cache yet) and one task, in the same clock second:
-    all succeed with the same data, exactly one cache file and no temporary file results, every run has its own dir."""
-    data = tmp_path / "data"
-    args = [*MNIST1D, f"paths.data_dir={data}"]
+    one builds the cache while the others wait; all succeed with the same data, exactly one cache file and no
+    temporary file results, every run has its own dir."""
+    data, builds = tmp_path / "data", tmp_path / "builds"
+    args = [*MNIST1D, f"paths.data_dir={data}", "data._target_=killers.CountingMNIST1D", f"+data.builds_dir={builds}"]
     results = server.run_together([(args, tmp_path)] * 4, frozen_now="2026-01-01T00:00:00")
     assert all(r.returncode == 0 for r in results), [r.stderr[-1500:] for r in results]
+    assert len(list(builds.iterdir())) == 1  # one process built the cache, the other three waited and read it
     assert not any("dlf: warning" in r.stderr for r in results)  # nobody read a half-written cache
     assert len({_test_line(r.stdout) for r in results}) == 1  # ... and all read the same data
     files = sorted(p.name for p in (data / "mnist1d").iterdir())

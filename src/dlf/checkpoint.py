@@ -100,7 +100,7 @@ def _damage(path: Path) -> str | None:
         with zipfile.ZipFile(path) as z:
             bad = z.testzip()
     except Exception as e:  # noqa: BLE001 - BadZipFile, a damaged directory decoded as text, ...
-        return f"it is truncated or damaged ({type(e).__name__})"
+        return f"it is truncated, or its zip index is damaged ({type(e).__name__})"
     return f"its bytes changed: {bad} fails its CRC-32 check" if bad else None
 
 

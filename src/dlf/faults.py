@@ -31,7 +31,7 @@ def write_failed(path, e: OSError, kept: str = "") -> DlfError:
     if e.errno in NO_SPACE:
         fix = "free space on that disk (or raise the quota or `ulimit -f`)"
     else:
-        fix = "make that folder writable"
+        fix = "check that its folder exists and is writable"
     return DlfError(f"could not write {path} ({cause}){kept}: {fix}, then resume with the same command plus "
                     "ckpt_path=last")
 

@@ -123,7 +123,7 @@ def test_multirun_sweep_makes_one_run_dir_per_job(tmp_path):
     sweeps = list((tmp_path / "logs" / "mlp_xor" / "multiruns").iterdir())
     assert len(sweeps) == 1
     jobs = sorted(p.name for p in sweeps[0].iterdir() if p.is_dir())
-    assert jobs == ["0", "1", "2"]
+    assert jobs == ["0_debug=fast,optimizer=sgd", "1_debug=fast,optimizer=momentum", "2_debug=fast,optimizer=adam"]
     for j in jobs:
         overrides = (sweeps[0] / j / ".hydra" / "overrides.yaml").read_text()
         assert "optimizer=" in overrides

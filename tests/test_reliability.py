@@ -98,27 +98,47 @@ def test_tensor_loader_resumes_mid_epoch():
     assert [b[0].flatten().tolist() for b in old] == epochs[1]
 
 
-def test_resume_args_point_hydra_at_the_run_dir(tmp_path):
-    """ckpt_path=last -> the file, and hydra.run.dir -> its run dir (unless given)."""
-    from omegaconf import OmegaConf
+def _startup(overrides: list[str], log_dir: Path):
+    """Compose as the CLI does (with the hydra node) and run dlf's Startup.on_run_start on it, as Hydra.run does."""
+    from hydra import compose, initialize_config_dir
+    from omegaconf import open_dict
 
-    from dlf.train import resume_args
+    from dlf.cli import Startup
+    from dlf.train import CONFIG_DIR, PREPARED
+
+    with initialize_config_dir(str(CONFIG_DIR), version_base="1.3"):
+        cfg = compose("train", overrides=[*overrides, f"paths.log_dir={log_dir}/"], return_hydra_config=True)
+    with open_dict(cfg):
+        cfg.hydra.overrides.hydra = [o for o in overrides if o.startswith("hydra.")]
+    Startup().on_run_start(config=cfg)
+    PREPARED.clear()
+    return cfg
+
+
+def test_resume_points_hydra_at_the_run_dir(tmp_path, capsys):
+    """ckpt_path=last -> the file, and hydra.run.dir -> its run dir (unless given); .hydra/config.yaml is kept and the
+    resume's record goes to .hydra/resume-1."""
+    from omegaconf import OmegaConf
 
     run = tmp_path / "logs" / "mlp_xor" / "runs" / "2026-01-01_00-00-00_1"
     (run / ".hydra").mkdir(parents=True)
     OmegaConf.save(OmegaConf.create(["model=mlp_xor"]), run / ".hydra" / "overrides.yaml")
-    ck.atomic_save({"state_dict": {}, "dlf": {"model": {"_target_": "x.Y"}}}, run / "checkpoints" / "last.ckpt")
-    cfg = OmegaConf.create({"ckpt_path": "last", "task_name": "mlp_xor", "paths": {"log_dir": str(tmp_path / "logs")},
-                            "model": {"_target_": "x.Y"}})
-    out = resume_args(["model=mlp_xor", "ckpt_path=last"], cfg)
-    assert out == ["model=mlp_xor", f"ckpt_path={run.resolve() / 'checkpoints' / 'last.ckpt'}",
-                   f"hydra.run.dir={run.resolve()}"]
-    given = resume_args(["ckpt_path=last", "hydra.run.dir=elsewhere"], cfg)
-    assert [a for a in given if a.startswith("hydra.run.dir=")] == ["hydra.run.dir=elsewhere"]
-    cfg.model._target_ = "x.Z"
-    with pytest.raises(DlfError, match=r"checkpoint of x\.Y .*\(model=mlp_xor\)"):
-        resume_args(["ckpt_path=last"], cfg)
-    assert Path(out[1].split("=", 1)[1]).is_file()
+    (run / ".hydra" / "config.yaml").write_text("first: run\n")
+    (run / ".hydra" / "resume-1").mkdir()
+    from dlf.train import CONFIG_DIR
+
+    model = OmegaConf.to_container(OmegaConf.load(CONFIG_DIR / "model" / "mlp_xor.yaml").model, resolve=False)
+    ck.atomic_save({"state_dict": {}, "dlf": {"model": model}}, run / "checkpoints" / "last.ckpt")
+    cfg = _startup(["model=mlp_xor", "ckpt_path=last"], tmp_path / "logs")
+    assert cfg.ckpt_path == str(run.resolve() / "checkpoints" / "last.ckpt")
+    assert cfg.hydra.run.dir == str(run.resolve()) and cfg.hydra.output_subdir == ".hydra/resume-2"
+    given = _startup(["model=mlp_xor", "ckpt_path=last", "hydra.run.dir=elsewhere"], tmp_path / "logs")
+    assert given.hydra.run.dir == "elsewhere" and given.hydra.output_subdir == ".hydra"
+    with pytest.raises(SystemExit) as e:  # another model: one line, naming the command that made the checkpoint
+        _startup(["model=mlp_xor", "model.net.hidden=[3]", "ckpt_path=last"], tmp_path / "logs")
+    assert e.value.code == 2
+    err = capsys.readouterr().err
+    assert "does not match this model" in err and "(model=mlp_xor)" in err, err
 
 
 def test_rng_state_round_trips_through_a_weights_only_checkpoint(tmp_path):

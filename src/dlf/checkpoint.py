@@ -21,11 +21,6 @@ from typing import Any
 from dlf.errors import DlfError
 from dlf.faults import write_failed
 
-try:  # Lightning is imported lazily by the light start-up path; this module is imported by train.run only
-    from lightning.fabric.plugins.io.torch_io import TorchCheckpointIO
-except ImportError:  # pragma: no cover
-    TorchCheckpointIO = object  # type: ignore[assignment,misc]
-
 
 def _torch_save(obj: Any, f) -> None:
     """Serialize in memory, then write the bytes: a failed write raises the kernel's OSError (ENOSPC, EDQUOT, EFBIG)
@@ -72,14 +67,29 @@ def atomic_save(obj: Any, path: str | Path) -> None:
         pass
 
 
-class AtomicCheckpointIO(TorchCheckpointIO):
-    """Lightning CheckpointIO: atomic writes (temp file + os.replace) and weights_only=True loads."""
+def _atomic_checkpoint_io() -> type:
+    from lightning.fabric.plugins.io.torch_io import TorchCheckpointIO
 
-    def save_checkpoint(self, checkpoint: dict, path, storage_options=None) -> None:
-        atomic_save(checkpoint, path)
+    class AtomicCheckpointIO(TorchCheckpointIO):
+        """Lightning CheckpointIO: atomic writes (temp file + os.replace) and weights_only=True loads."""
 
-    def load_checkpoint(self, path, map_location=None, weights_only=None) -> dict:
-        return read_checkpoint(path, map_location=map_location)
+        def save_checkpoint(self, checkpoint: dict, path, storage_options=None) -> None:
+            atomic_save(checkpoint, path)
+
+        def load_checkpoint(self, path, map_location=None, weights_only=None) -> dict:
+            return read_checkpoint(path, map_location=map_location)
+
+    AtomicCheckpointIO.__module__, AtomicCheckpointIO.__qualname__ = __name__, "AtomicCheckpointIO"
+    return AtomicCheckpointIO
+
+
+def __getattr__(name: str):
+    """`AtomicCheckpointIO` is made on first use: the start-up checks (resolve_ckpt_path, ...) import this module, and
+    must not import Lightning (and torch) for a config error."""
+    if name == "AtomicCheckpointIO":
+        globals()[name] = cls = _atomic_checkpoint_io()
+        return cls
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
 def _damage(path: Path) -> str | None:

@@ -1,6 +1,8 @@
-"""The Hydra entry point: compose the config, instantiate data → model → callbacks, loggers, Trainer, then fit and test.
+"""The Hydra task: check the config and checkpoint once (`prepare`), instantiate data → model → callbacks, loggers,
+Trainer, fit and test (`run`), record `<job dir>/result.json` and return the monitored metric (`_task`).
 
-`python train.py model=lstm optimizer=rmsprop` (from a clone) and `dlf-train ...` (installed) both land in `cli()`.
+`python train.py model=lstm optimizer=rmsprop` (from a clone) and `dlf-train ...` (installed) land in `dlf.cli.cli()`,
+a bare `@hydra.main` app whose task function is `_task` here.
 """
 
 from __future__ import annotations
@@ -16,8 +18,9 @@ from dlf.errors import DlfError
 CONFIG_DIR = Path(__file__).resolve().parent / "configs"  # shipped inside the package (pyproject package-data)
 GROUPS = ("data", "model", "optimizer", "scheduler", "trainer", "logger", "callbacks", "paths", "experiment", "debug")
 
-# ${dlf_pid:} in the run-dir pattern keeps two runs started in the same second apart.
-OmegaConf.register_new_resolver("dlf_pid", lambda: str(os.getpid()), replace=True)
+# ${dlf_pid:} in the run-dir pattern keeps two runs started in the same second apart; cached, so the workers of a
+# parallel launcher (joblib, submitit: other pids) write into the sweep dir the main process made.
+OmegaConf.register_new_resolver("dlf_pid", lambda: str(os.getpid()), replace=True, use_cache=True)
 
 
 def options(group: str) -> list[str]:
@@ -71,21 +74,52 @@ def _instantiate_all(section) -> list:
     return [instantiate(c) for c in section.values() if isinstance(c, DictConfig) and "_target_" in c]
 
 
-def run(cfg: DictConfig) -> dict:
-    """Train (and test) as `cfg` says; returns the final metrics. Raises DlfError for bad input."""
+def prepare(cfg: DictConfig) -> dict:
+    """The start-up checks, each done once: the config's values (`validate`, no torch), then for `ckpt_path` the file
+    (`last` -> the newest last.ckpt of the task), read with weights_only=True and checked against the model config.
+    Returns {"ckpt_path", "ckpt", "run_dir"} (None where there is no checkpoint). `cfg` may hold the hydra node and
+    no run dir yet (dlf.cli.Startup calls this before Hydra makes one)."""
+    import copy
+
+    from omegaconf import open_dict
+
+    plain = copy.deepcopy(cfg)
+    with open_dict(plain):
+        plain.pop("hydra", None)
+        plain.paths.output_dir = "<run dir>"  # not known yet; every other value must resolve
+    validate(plain)
+    if not cfg.get("ckpt_path"):
+        return {"ckpt_path": None, "ckpt": None, "run_dir": None}
+    from dlf.checkpoint import check_compatible, read_checkpoint, resolve_ckpt_path, run_dir_of
+
+    path = resolve_ckpt_path(str(cfg.ckpt_path), plain.task_name, plain.paths.log_dir)
+    run = run_dir_of(path)
+    hint = ""
+    if run is not None and (run / ".hydra" / "overrides.yaml").is_file():
+        old = [o for o in OmegaConf.load(run / ".hydra" / "overrides.yaml") if not str(o).startswith("ckpt_path=")]
+        hint = f" ({' '.join(map(str, old)) or 'no overrides'})"
+    ckpt = read_checkpoint(path)
+    check_compatible(ckpt, OmegaConf.to_container(plain.model, resolve=False), path, hint)
+    return {"ckpt_path": path, "ckpt": ckpt, "run_dir": run}
+
+
+def run(cfg: DictConfig, outcome: dict | None = None, prepared: dict | None = None) -> dict:
+    """Train (and test) as `cfg` says; returns the final metrics. Raises DlfError for bad input.
+
+    `prepared`: what `prepare(cfg)` returned, if it already ran (else it runs here). `outcome` (if given) receives
+    `best` (the checkpoint callback's best `monitor` value, if it kept one), `last` (the final `monitor` value) and
+    `steps` (optimizer steps taken), also when training fails half-way."""
     import lightning as L
     import torch
     from hydra.utils import instantiate
 
     from dlf.callbacks.resilience import RunGuard
-    from dlf.checkpoint import AtomicCheckpointIO, check_compatible, read_checkpoint, resolve_ckpt_path
+    from dlf.checkpoint import AtomicCheckpointIO
 
-    validate(cfg)
-    ckpt_path, ckpt = None, None
-    if cfg.get("ckpt_path"):  # read (weights_only=True) and check before anything is built
-        ckpt_path = resolve_ckpt_path(str(cfg.ckpt_path), cfg.task_name, cfg.paths.log_dir)
-        ckpt = read_checkpoint(ckpt_path)
-        check_compatible(ckpt, OmegaConf.to_container(cfg.model, resolve=False), ckpt_path)
+    if prepared is None:
+        prepared = prepare(cfg)
+    ckpt_path, ckpt = prepared.get("ckpt_path"), prepared.get("ckpt")
+    prepared.clear()  # the checkpoint's tensors are dropped once the weights are checked below
     torch.set_float32_matmul_precision("high")
     L.seed_everything(cfg.seed, workers=True, verbose=False)
 
@@ -95,6 +129,7 @@ def run(cfg: DictConfig) -> dict:
     scheduler = instantiate(cfg.scheduler) if cfg.get("scheduler") else None
     # partial first, then call: hydra would turn the facts dataclass into a DictConfig if passed through instantiate
     model = instantiate(cfg.model, _partial_=True)(facts=facts, optimizer=optimizer, scheduler=scheduler)
+    _check_monitor(model, cfg.get("monitor"))
     if ckpt is not None:
         _check_weights_fit(model, ckpt["state_dict"], ckpt_path)
         del ckpt
@@ -105,11 +140,15 @@ def run(cfg: DictConfig) -> dict:
     loggers = _instantiate_all(cfg.get("logger"))
     plugins = list(cfg.trainer.get("plugins") or []) + [AtomicCheckpointIO()]
     trainer = instantiate(cfg.trainer, callbacks=callbacks, logger=loggers if loggers else False, plugins=plugins)
-    for lg in loggers:
-        lg.log_hyperparams(OmegaConf.to_container(cfg, resolve=True))
+    outcome = {} if outcome is None else outcome
 
     if cfg.get("train", True):
-        trainer.fit(model, datamodule=datamodule, ckpt_path=str(ckpt_path) if ckpt_path else None, weights_only=True)
+        try:
+            trainer.fit(model, datamodule=datamodule, ckpt_path=str(ckpt_path) if ckpt_path else None,
+                        weights_only=True)
+        finally:
+            outcome["steps"] = int(trainer.global_step)
+            outcome["best"] = _best_score(trainer, cfg.get("monitor"))
     metrics = {k: float(v) for k, v in trainer.callback_metrics.items()}
     if cfg.get("test", True):
         best = trainer.checkpoint_callback.best_model_path if trainer.checkpoint_callback else ""
@@ -122,11 +161,31 @@ def run(cfg: DictConfig) -> dict:
             test_metrics = trainer.test(model, datamodule=datamodule, verbose=False)
         for d in test_metrics:
             metrics.update({k: float(v) for k, v in d.items()})
+    outcome["last"] = metrics.get(cfg.get("monitor"))
     tests = {k: round(v, 4) for k, v in metrics.items() if k.startswith("test/")}
     if tests:
         print("Test: " + ", ".join(f"{k}={v}" for k, v in sorted(tests.items())))
     print(f"Run dir: {cfg.paths.output_dir}   (tensorboard --logdir {cfg.paths.output_dir})")
     return metrics
+
+
+def _check_monitor(model, monitor: str | None) -> None:
+    """`monitor=` must name a metric the model logs: checked when the model is built, before any training."""
+    names = model.metric_names() if hasattr(model, "metric_names") else None
+    if monitor and names is not None and monitor not in names:
+        val = sorted(n for n in names if n.startswith("val/")) or sorted(names)
+        raise DlfError(f"monitor={monitor} is not a metric this run logs (it logs {', '.join(sorted(names))}): set "
+                       f"monitor= to one of those, e.g. monitor={val[0]}")
+
+
+def _best_score(trainer, monitor) -> float | None:
+    """The best `monitor` value a ModelCheckpoint watching it kept (None: no such callback, or nothing logged)."""
+    from lightning.pytorch.callbacks import ModelCheckpoint
+
+    for cb in trainer.checkpoint_callbacks:
+        if isinstance(cb, ModelCheckpoint) and cb.monitor == monitor and cb.best_model_score is not None:
+            return float(cb.best_model_score)
+    return None
 
 
 def _check_weights_fit(model, state_dict: dict, path) -> None:
@@ -165,130 +224,100 @@ def _fail(message: str, code: int = 2):
     sys.exit(code)
 
 
-def _task(cfg: DictConfig) -> None:
-    """Hydra's task function: run, turning any error into one line unless HYDRA_FULL_ERROR=1."""
-    from dlf.callbacks.resilience import RunInterrupted
+PREPARED: dict = {}  # a single run's start-up checks, done by dlf.cli.Startup before Hydra made the run dir
 
+
+def _write_json(path: Path, data: dict) -> None:
+    """Write `data` as JSON to `path` atomically (a temp file in the same folder, then os.replace)."""
+    import json
+    import tempfile
+
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    with os.fdopen(fd, "w") as f:
+        json.dump(data, f, indent=2)
+        f.write("\n")
+    os.replace(tmp, path)
+
+
+def _task(cfg: DictConfig) -> float:
+    """Hydra's task function: run, write `<job dir>/result.json`, return the monitored metric.
+
+    Returns `monitor`'s best value as kept by the checkpoint callback watching it (checkpoints/best.ckpt), else its
+    last logged value (e.g. with debug=fast, which keeps no checkpoint), so any Hydra sweeper can optimize it.
+    A failed or diverged job returns NaN: Optuna records a NaN trial as failed and leaves it out of its model (a "worst
+    value" would feed it a made-up score), and the basic sweeper ignores return values.
+    In a single run an error is one line and a non-zero exit; in a multirun (-m) the job prints its line and the sweep
+    goes on, and `cli()` exits non-zero at the end. Ctrl+C / SIGTERM stop a sweep too (after the job records itself).
+    result.json: {status: ok|failed|diverged|interrupted, error, monitor, mode, best, last, steps, wall_s, overrides}.
+    """
+    import time
+
+    from hydra.core.hydra_config import HydraConfig
+    from hydra.types import RunMode
+
+    from dlf.callbacks.resilience import RunInterrupted
+    from dlf.errors import Diverged
+
+    hc = HydraConfig.get()
+    multirun = hc.mode == RunMode.MULTIRUN
+    outcome: dict = {"best": None, "last": None, "steps": 0}
+    status, error, code, start = "ok", None, 0, time.monotonic()
     try:
-        run(cfg)
+        prepared = dict(PREPARED) if not multirun and PREPARED else None  # checked before the run dir was made
+        PREPARED.clear()
+        run(cfg, outcome, prepared)
     except KeyboardInterrupt:
-        _fail("interrupted", 130)
+        status, error, code = "interrupted", "interrupted", 130
     except RunInterrupted as e:
-        _fail(str(e), e.code)
+        status, error, code = "interrupted", str(e), e.code
     except SystemExit as e:  # Lightning's SIGTERMException (a SystemExit with no code) must not exit 0
-        if type(e).__name__ == "SIGTERMException":
-            _fail("stopped by SIGTERM at the end of a batch without a checkpoint: resume with ckpt_path=last "
-                  "(the newest last.ckpt)", 143)
-        raise
-    except Exception as e:  # noqa: BLE001 - one line, not a traceback
-        if os.environ.get("HYDRA_FULL_ERROR") == "1":
+        if type(e).__name__ != "SIGTERMException":
             raise
+        status, code = "interrupted", 143
+        error = ("stopped by SIGTERM at the end of a batch without a checkpoint: resume with ckpt_path=last "
+                 "(the newest last.ckpt)")
+    except Exception as e:  # noqa: BLE001 - one line, not a traceback
         from dlf.faults import explain_write_error  # disk full / quota / ulimit -f: one line naming the file
 
         cause = explain_write_error(e, cfg.paths.get("output_dir")) or _root_cause(e)
+        status = "diverged" if isinstance(cause, Diverged) else "failed"
         if isinstance(cause, DlfError):
-            _fail(str(cause))
-        _fail(f"{type(cause).__name__}: {_one_line(cause)} (set HYDRA_FULL_ERROR=1 for the full traceback)", 1)
-
-
-def precheck(overrides: list[str]) -> DictConfig:
-    """Check the command line before Hydra starts (and before torch is imported): unknown group options, composition
-    errors and every check of `validate` give one line. Returns the composed config (run dir not yet known)."""
-    from hydra import compose, initialize_config_dir
-    from hydra.core.override_parser.overrides_parser import OverridesParser
-    from hydra.errors import HydraException
-    from omegaconf.errors import OmegaConfBaseException
-
-    args = [a for a in overrides if not a.startswith("-")]
-    try:
-        parsed = OverridesParser.create().parse_overrides(args)
-    except HydraException as e:
-        raise DlfError(f"cannot read the command line: {_one_line(e)}: write overrides as key=value (quote values "
-                       "with spaces or brackets)") from None
-    first = []
-    for o in parsed:
-        key = o.key_or_group
-        if key.startswith("hydra"):
-            continue
-        values = list(o.sweep_string_iterator()) if o.is_sweep_override() else [o.get_value_element_as_str()]
-        if key in GROUPS and not o.is_delete():
-            known = options(key)
-            for v in values:
-                if v not in known and v != "null":
-                    raise DlfError(f"unknown {key} '{v}': choose one of {', '.join(known)} (e.g. {key}={known[0]})")
-        if o.is_sweep_override():
-            first.append(f"{o.get_key_element()}={values[0]}")
+            error, code = str(cause), 2
         else:
-            first.append(o.input_line)
-    try:
-        with initialize_config_dir(str(CONFIG_DIR), version_base="1.3"):
-            cfg = compose("train", overrides=first)
-    except (HydraException, OmegaConfBaseException) as e:
-        import re
-
-        m = re.search(r"Could not override '([^']+)'", str(e))
-        if m:
-            key = m.group(1)
-            group = key.split(".")[0]
-            where = f" (the keys of {group} are in src/dlf/configs/{group}/)" if group in GROUPS else ""
-            raise DlfError(f"unknown option '{key}'{where}: check its spelling (`python train.py --cfg job` prints "
-                           f"every key), or add a new key with +{key}=...") from None
-        raise DlfError(f"bad configuration: {_one_line(e)}: check the spelling of the option and its value") from None
-    from omegaconf import open_dict
-
-    with open_dict(cfg):  # no Hydra run yet: stand in for the run dir so every other value resolves
-        cfg.paths.output_dir = "<run dir>"
-    validate(cfg)
-    return cfg
+            error, code = f"{type(cause).__name__}: {_one_line(cause)} (set HYDRA_FULL_ERROR=1 for the full traceback)", 1
+        if os.environ.get("DLF_FULL_ERROR", os.environ.get("HYDRA_FULL_ERROR")) == "1" and not multirun:
+            _record(hc, cfg, status, error, outcome, start)
+            raise
+    _record(hc, cfg, status, error, outcome, start)
+    if status == "ok":
+        value = outcome["best"] if outcome["best"] is not None else outcome["last"]
+        return float("nan") if value is None else float(value)
+    if multirun and status != "interrupted":
+        print(f"dlf: job {hc.job.num} {status} ({' '.join(hc.overrides.task) or 'no overrides'}): {error}",
+              file=sys.stderr)  # the sweep goes on; dlf.cli ends it with one error line
+        return float("nan")
+    _fail(error, code)
 
 
-def _quote(value: str) -> str:
-    """A path as a Hydra override value."""
-    import re
+def _record(hc, cfg: DictConfig, status: str, error: str | None, outcome: dict, start: float) -> None:
+    import math
+    import time
 
-    return value if re.fullmatch(r"[\w/.\-]+", value) else "'" + value.replace("\\", "\\\\").replace("'", "\\'") + "'"
+    def num(v):  # strict JSON has no NaN/inf: a non-finite value is recorded as null (the status says why)
+        return float(v) if v is not None and math.isfinite(v) else None
 
-
-def resume_args(args: list[str], cfg: DictConfig) -> list[str]:
-    """For `ckpt_path=<file>` or `ckpt_path=last`: check the checkpoint (weights_only load, same model) before Hydra
-    starts, then point ckpt_path at the file and hydra.run.dir at the checkpoint's own run dir, so the resumed run
-    writes its events, checkpoints and plots where the interrupted run left them."""
-    from dlf.checkpoint import check_compatible, read_checkpoint, resolve_ckpt_path, run_dir_of
-
-    value = cfg.get("ckpt_path")
-    if not value:
-        return args
-    path = resolve_ckpt_path(str(value), cfg.task_name, cfg.paths.log_dir)
-    run = run_dir_of(path)
-    hint = ""
-    if run is not None and (run / ".hydra" / "overrides.yaml").is_file():
-        old = [o for o in OmegaConf.load(run / ".hydra" / "overrides.yaml") if not str(o).startswith("ckpt_path=")]
-        hint = f" ({' '.join(map(str, old)) or 'no overrides'})"
-    check_compatible(read_checkpoint(path), OmegaConf.to_container(cfg.model, resolve=False), path, hint)
-    out = [a for a in args if not a.split("=", 1)[0].lstrip("+~") == "ckpt_path"] + [f"ckpt_path={_quote(str(path))}"]
-    multirun = any(a in ("-m", "--multirun") for a in args)
-    resuming = cfg.get("train", True)  # train=false only evaluates the checkpoint: a new run dir, the old one untouched
-    if run is not None and resuming and not multirun and not any(a.startswith("hydra.run.dir=") for a in args):
-        out.append(f"hydra.run.dir={_quote(str(run))}")
-    return out
+    _write_json(Path(hc.runtime.output_dir) / "result.json", {
+        "status": status, "error": error, "monitor": cfg.get("monitor"), "mode": cfg.get("monitor_mode"),
+        "best": num(outcome.get("best")), "last": num(outcome.get("last")), "steps": int(outcome.get("steps") or 0),
+        "wall_s": round(time.monotonic() - start, 3), "overrides": [str(o) for o in hc.overrides.task]})
 
 
 def cli() -> None:
-    """Console entry point (`dlf-train`, `python train.py`)."""
-    if not CONFIG_DIR.is_dir():
-        _fail(f"config dir {CONFIG_DIR} not found: reinstall dlf (`pip install -e .` from a clone, or `pip install dlf`)")
-    try:
-        cfg = precheck(sys.argv[1:])
-        sys.argv[1:] = resume_args(sys.argv[1:], cfg)
-    except DlfError as e:
-        _fail(str(e))
-    except Exception as e:  # noqa: BLE001 - a bug in a check must not hide the one-line contract
-        if os.environ.get("HYDRA_FULL_ERROR") == "1":
-            raise
-        _fail(f"{type(e).__name__}: {_one_line(e)} (set HYDRA_FULL_ERROR=1 for the full traceback)", 1)
-    import hydra
+    """Console entry point (`dlf-train`, `python train.py`): see dlf.cli."""
+    from dlf.cli import cli as main
 
-    hydra.main(config_path=str(CONFIG_DIR), config_name="train", version_base="1.3")(_task)()
+    main()
 
 
 if __name__ == "__main__":

@@ -24,7 +24,7 @@ import numpy as np
 import torch
 from lightning.pytorch.callbacks import Checkpoint
 
-from dlf.errors import DlfError
+from dlf.errors import Diverged, DlfError
 from dlf.faults import quiet_writer_threads, remove_stale_temps
 
 
@@ -210,7 +210,7 @@ class RunGuard(L.Callback):
         last = [c.path for c in trainer.callbacks if isinstance(c, LastCheckpoint) and Path(c.path).exists()]
         if last:
             kept = f"; the last good checkpoint is kept: {last[0]}"
-        raise DlfError(f"training diverged at step {step}: {what}{kept}: lower the learning rate{lr}, e.g. "
+        raise Diverged(f"training diverged at step {step}: {what}{kept}: lower the learning rate{lr}, e.g. "
                        "optimizer.lr=0.001, or clip gradients with trainer.gradient_clip_val=1.0")
 
     # --- monitor -------------------------------------------------------------------------------------------------

@@ -170,6 +170,12 @@ class GANSystem(System):
         x, y = dm.train[0], dm.train[1]
         self._scorer.append(load_or_train(self.classifier_cache, x, y, self.facts.num_classes))
 
+    def metric_names(self) -> set[str]:
+        names = {"train/d_loss", "train/g_loss", "train/d_fake", "val/d_loss", "test/d_loss"}
+        if self.centres is not None or self.facts.target == "classes":  # what score() can measure, as in _score_epoch
+            names |= {f"{s}/{n}" for s in ("val", "test") for n in ("high_quality", "modes", "kl", "score")}
+        return names
+
     def _eval_step(self, batch, batch_idx: int, stage: str) -> None:
         # The noise comes from its own generator (seeded by the batch), never from the global RNG that the training
         # step draws from: a validation must not shift the training noise, or a run resumed from a checkpoint written

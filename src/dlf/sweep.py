@@ -1,0 +1,92 @@
+"""Hydra sweeps you can read: job dirs named by their overrides, threads per parallel job, and a summary at the end.
+
+* `${dlf_job_dir:${hydra.job.num},${hydra.job.override_dirname}}` (configs/hydra/default.yaml) names a multirun's job
+  dirs `3_optimizer=adam,seed=1`: safe characters only, at most MAX_NAME characters (a hash keeps long names apart).
+* `SweepSummary` is a Hydra callback (hydra.callbacks in configs/hydra/default.yaml). Before each job it gives torch
+  `cores // n_jobs` threads when the joblib launcher runs n jobs at once (else n jobs x all cores oversubscribe the
+  machine); at the end of every multirun it writes sweep.csv, sweep.md and sweep.png into the sweep dir (dlf.compare)
+  and prints their paths.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import os
+import re
+from pathlib import Path
+from typing import Any
+
+from hydra.experimental.callback import Callback
+from omegaconf import DictConfig, OmegaConf
+
+log = logging.getLogger(__name__)
+
+MAX_NAME = 96  # characters of a job dir name: far below the 255 bytes file systems allow, and readable in TensorBoard
+_UNSAFE = re.compile(r"[^\w.,=+\-~@%\[\]]")  # '/' would make a sub-folder; quotes, spaces, ':' and '*' trouble shells
+
+
+def job_dir_name(num: Any, override_dirname: str = "") -> str:
+    """`3` + `optimizer=adam,seed=1` -> `3_optimizer=adam,seed=1`; unsafe characters become `_`; a name longer than
+    MAX_NAME keeps its start and ends with `~` and 8 hex digits of the full name's hash."""
+    name = _UNSAFE.sub("_", str(override_dirname).replace("'", "").replace('"', ""))
+    name = f"{num}_{name}" if name else str(num)
+    if len(name) > MAX_NAME:
+        name = name[: MAX_NAME - 9] + "~" + hashlib.sha1(name.encode()).hexdigest()[:8]
+    return name
+
+
+OmegaConf.register_new_resolver("dlf_job_dir", job_dir_name, replace=True)
+
+
+def cores() -> int:
+    """CPU cores this process may use (the affinity mask, not the machine's count)."""
+    try:
+        return len(os.sched_getaffinity(0))
+    except AttributeError:  # macOS, Windows
+        return os.cpu_count() or 1
+
+
+def threads_per_job(launcher: DictConfig | None, available: int) -> int | None:
+    """Torch threads for one job of a parallel launcher: cores // n_jobs for joblib (n_jobs=-1: one per core), the
+    job's `cpus_per_task` for submitit; None (torch's own default) for the basic launcher, which runs one job at a time."""
+    target = str((launcher or {}).get("_target_", ""))
+    if target.endswith("JoblibLauncher"):
+        n = int(launcher.get("n_jobs") or 1)
+        n = available if n < 0 else n  # joblib: -1 = as many workers as cores
+        return max(1, available // max(1, min(n, available)))
+    if "submitit" in target and launcher.get("cpus_per_task"):
+        return int(launcher.get("cpus_per_task"))
+    return None
+
+
+class SweepSummary(Callback):
+    """Hydra callback: threads per parallel job; sweep.csv, sweep.md and sweep.png at the end of every multirun."""
+
+    def __init__(self, threads_per_job: int | str | None = "auto", figure: bool = True) -> None:
+        self.threads = threads_per_job  # auto: from the launcher (above) | an int | null: leave torch's default
+        self.figure = figure
+
+    def on_job_start(self, config: DictConfig, **kwargs: Any) -> None:
+        from hydra.types import RunMode
+
+        if config.hydra.mode != RunMode.MULTIRUN:
+            return
+        n = threads_per_job(config.hydra.get("launcher"), cores()) if self.threads == "auto" else self.threads
+        if n:
+            import torch
+
+            torch.set_num_threads(int(n))
+            log.info(f"torch threads for this job: {int(n)} ({cores()} cores, launcher "
+                     f"{str(config.hydra.launcher.get('_target_', '?')).rsplit('.', 1)[-1]})")
+
+    def on_multirun_end(self, config: DictConfig, **kwargs: Any) -> None:
+        from dlf.compare import summarize
+
+        sweep_dir = Path(str(config.hydra.sweep.dir))
+        try:
+            report = summarize(sweep_dir, figure=self.figure)
+        except Exception as e:  # noqa: BLE001 - the jobs' results are on disk already; the summary must not hide them
+            print(f"dlf: sweep summary failed ({type(e).__name__}: {e}); remake it with `dlf-compare {sweep_dir}`")
+            return
+        print(report.text())

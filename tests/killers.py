@@ -70,3 +70,82 @@ class KillDuringSave(L.Callback):
             os.kill(os.getpid(), signal.SIGKILL)
 
         ck._torch_save = torn
+
+
+class LimitFileSize(L.Callback):
+    """`ulimit -f <limit>` from optimizer step `step` on: the kernel then refuses (EFBIG) any write that would make a
+    file larger than `limit` bytes, as a full disk or an exhausted quota would. SIGXFSZ is ignored so that the write
+    raises OSError instead of killing the process. Runs before the checkpoint callbacks of the same step."""
+
+    def __init__(self, step: int, limit: int = 512):
+        self.step, self.limit = int(step), int(limit)
+
+    def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx):
+        if trainer.global_step == self.step:
+            import resource
+
+            signal.signal(signal.SIGXFSZ, signal.SIG_IGN)
+            resource.setrlimit(resource.RLIMIT_FSIZE, (self.limit, resource.getrlimit(resource.RLIMIT_FSIZE)[1]))
+
+
+class FillDisk(L.Callback):
+    """At optimizer step `step` (batch end, before that step's checkpoints) fill the file system of `folder` with
+    `folder`/.filler until the kernel says ENOSPC: every later write there fails as on a full disk."""
+
+    def __init__(self, step: int, folder: str):
+        self.step, self.folder = int(step), folder
+
+    def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx):
+        if trainer.global_step == self.step:
+            import errno
+
+            with open(os.path.join(self.folder, ".filler"), "wb", buffering=0) as f:
+                chunk = b"\0" * 4096
+                while True:
+                    try:
+                        f.write(chunk)
+                    except OSError as e:
+                        if e.errno != errno.ENOSPC:
+                            raise
+                        if len(chunk) == 1:
+                            break
+                        chunk = chunk[: len(chunk) // 2]
+
+
+def _counting_mnist1d():
+    from dlf.data.mnist1d import MNIST1DDataModule
+
+    class CountingMNIST1D(MNIST1DDataModule):
+        """MNIST-1D whose generator leaves a file <builds_dir>/<pid> each time it runs (and takes `delay` s longer),
+        so a test can count how many of the processes started together built the cache."""
+
+        def __init__(self, builds_dir: str, delay: float = 0.5, **kw):
+            super().__init__(**kw)
+            self.builds_dir, self.delay = builds_dir, float(delay)
+
+        def build(self) -> None:
+            import time
+
+            import dlf.data.mnist1d as m
+
+            real = m.make_mnist1d
+
+            def counted(*a, **k):
+                os.makedirs(self.builds_dir, exist_ok=True)
+                open(os.path.join(self.builds_dir, str(os.getpid())), "w").close()
+                time.sleep(self.delay)
+                return real(*a, **k)
+
+            m.make_mnist1d = counted
+            try:
+                super().build()
+            finally:
+                m.make_mnist1d = real
+
+    return CountingMNIST1D
+
+
+def __getattr__(name):  # the class is made on first use: importing this module must not import dlf's data code
+    if name == "CountingMNIST1D":
+        return _counting_mnist1d()
+    raise AttributeError(name)

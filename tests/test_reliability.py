@@ -3,6 +3,7 @@ runs started together, and the data loader's resume state."""
 
 from __future__ import annotations
 
+import errno
 from pathlib import Path
 
 import pytest
@@ -28,10 +29,10 @@ def test_failed_write_keeps_previous_checkpoint(tmp_path, monkeypatch):
 
     def torn(obj, f):  # writes half a checkpoint, then dies (disk full, exception, kill)
         f.write(b"PK\x03\x04" + b"\0" * 100)
-        raise OSError("No space left on device")
+        raise OSError(errno.ENOSPC, "No space left on device")
 
     monkeypatch.setattr(ck, "_torch_save", torn)
-    with pytest.raises(OSError):
+    with pytest.raises(DlfError, match=rf"could not write {path} \(No space left on device, ENOSPC\); the previous "):
         ck.atomic_save({"state_dict": {"w": torch.zeros(3)}}, path)
     assert torch.equal(ck.read_checkpoint(path)["state_dict"]["w"], torch.ones(3))
     assert sorted(p.name for p in tmp_path.iterdir()) == ["last.ckpt"]  # no temp file left behind

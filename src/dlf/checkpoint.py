@@ -24,30 +24,43 @@ from pathlib import Path
 from typing import Any
 
 from dlf.errors import DlfError
+from dlf.faults import write_failed
 
 
 def _torch_save(obj: Any, f) -> None:
+    """Serialize in memory, then write the bytes: a failed write raises the kernel's OSError (ENOSPC, EDQUOT, EFBIG)
+    itself, not the RuntimeError torch's zip writer turns it into."""
+    import io
+
     import torch
 
-    torch.save(obj, f)
+    buf = io.BytesIO()
+    torch.save(obj, buf)
+    f.write(buf.getbuffer())
 
 
 def atomic_save(obj: Any, path: str | Path) -> None:
-    """torch.save `obj` to `path` so that `path` is either the old file or the complete new one, never a torn mix."""
+    """torch.save `obj` to `path` so that `path` is either the old file or the complete new one, never a torn mix.
+    A failed write (disk full, quota, `ulimit -f`) removes its temporary file and raises one DlfError line naming
+    `path` and the cause; the previous file is untouched."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    # .<name>.<pid>.<random>.tmp: the pid tells a later run whether the writer is gone (dlf.faults.remove_stale_temps)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.{os.getpid()}.", suffix=".tmp", dir=path.parent)
     try:
         with os.fdopen(fd, "wb") as f:
             _torch_save(obj, f)
             f.flush()
             os.fsync(f.fileno())
         os.replace(tmp, path)  # atomic on POSIX (same file system)
-    except BaseException:
+    except BaseException as e:
         try:
             os.unlink(tmp)
         except OSError:
             pass
+        if isinstance(e, OSError):
+            kept = f"; the previous {path.name} is kept" if path.exists() else ""
+            raise write_failed(path, e, kept) from e
         raise
     try:  # make the rename itself durable
         dfd = os.open(path.parent, os.O_RDONLY)
@@ -84,14 +97,41 @@ def __getattr__(name: str):
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
+def _damage(path: Path) -> str | None:
+    """What is wrong with a checkpoint file's bytes, or None. torch files are zip archives with a CRC-32 per member:
+    a truncated or overwritten file fails to open, a changed byte fails its member's CRC (torch.load itself does not
+    check them and would load the changed weights)."""
+    import zipfile
+
+    if path.stat().st_size == 0:
+        return "it is empty"
+    with open(path, "rb") as f:
+        head = f.read(4)
+        if head == b"\0" * len(head):
+            return "it is all zero bytes" if not any(f.read()) else "it starts with zero bytes, not a checkpoint header"
+    if head != b"PK\x03\x04":
+        return None  # not a zip: let torch.load say whether it is a legacy torch file or something else
+    try:
+        with zipfile.ZipFile(path) as z:
+            bad = z.testzip()
+    except Exception as e:  # noqa: BLE001 - BadZipFile, a damaged directory decoded as text, ...
+        return f"it is truncated, or its zip index is damaged ({type(e).__name__})"
+    return f"its bytes changed: {bad} fails its CRC-32 check" if bad else None
+
+
 def read_checkpoint(path: str | Path, map_location=None) -> dict:
-    """Load a checkpoint with torch.load(weights_only=True); bad files give one DlfError line."""
+    """Load a checkpoint with torch.load(weights_only=True) after checking its bytes; bad files give one DlfError line
+    that says what is wrong, which file, and what to do."""
     import torch
 
     path = Path(path)
     if not path.is_file():
         raise DlfError(f"ckpt_path={path} does not exist: pass an existing .ckpt file, or ckpt_path=last for the newest "
                        "run of this task")
+    damage = _damage(path)
+    if damage:
+        raise DlfError(f"checkpoint {path} is damaged ({damage}) and was left as it is: resume from another copy, "
+                       "e.g. best.ckpt beside it, or start again without ckpt_path")
     try:
         ckpt = torch.load(path, map_location=map_location or "cpu", weights_only=True)
     except Exception as e:  # noqa: BLE001 - truncated zip, pickle with code, not a torch file, ...

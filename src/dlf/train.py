@@ -285,7 +285,9 @@ def _task(cfg: DictConfig) -> float:
         error = ("stopped by SIGTERM at the end of a batch without a checkpoint: resume with ckpt_path=last "
                  "(the newest last.ckpt)")
     except Exception as e:  # noqa: BLE001 - one line, not a traceback
-        cause = _root_cause(e)
+        from dlf.faults import explain_write_error  # disk full / quota / ulimit -f: one line naming the file
+
+        cause = explain_write_error(e, cfg.paths.get("output_dir")) or _root_cause(e)
         status = "diverged" if isinstance(cause, Diverged) else "failed"
         from dlf.distributed import one_line_timeout  # [ddp] a rank that never joined: one line
 

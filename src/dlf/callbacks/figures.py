@@ -12,6 +12,8 @@ if not os.environ.get("MPLBACKEND", "").startswith("module://matplotlib_inline")
     matplotlib.use("Agg")  # no display needed; but inside Jupyter keep its inline backend, or plt.show() stops drawing
 import matplotlib.pyplot as plt  # noqa: E402
 
+from dlf.faults import whole_or_absent  # noqa: E402
+
 
 def run_dir(trainer: L.Trainer) -> Path:
     return Path(trainer.default_root_dir)
@@ -34,7 +36,8 @@ def publish(trainer: L.Trainer, tag: str, fig, png_name: str | None = None, step
     if png_name and trainer.is_global_zero:
         path = run_dir(trainer) / "plots" / png_name
         path.parent.mkdir(parents=True, exist_ok=True)
-        fig.savefig(path, dpi=110, bbox_inches="tight")
+        with whole_or_absent(path):  # a disk that fills mid-write leaves no truncated PNG
+            fig.savefig(path, dpi=110, bbox_inches="tight")
     tb = tensorboard(trainer)
     if tb is not None:
         tb.add_figure(tag, fig, global_step=step, close=False)

@@ -39,7 +39,10 @@ def save_grid(grid: torch.Tensor, path, min_side: int = 400) -> None:
     if scale > 1:
         grid = torch.nn.functional.interpolate(grid[None], scale_factor=scale, mode="nearest")[0]
     path.parent.mkdir(parents=True, exist_ok=True)
-    save_image(grid, path)
+    from dlf.faults import whole_or_absent
+
+    with whole_or_absent(path):
+        save_image(grid, path)
 
 
 class GANSamples(L.Callback):

@@ -10,6 +10,7 @@
 - The monitored metric must exist: after the first validation an unknown `monitor=` fails in one line that lists the
   logged metrics.
 - The checkpoint's `dlf` entry also records the model config and task, so a checkpoint of another model is refused.
+- At the start of a fit, temporary checkpoint files left by a writer that was killed mid-write are removed.
 """
 
 from __future__ import annotations
@@ -24,6 +25,7 @@ import torch
 from lightning.pytorch.callbacks import Checkpoint
 
 from dlf.errors import Diverged, DlfError
+from dlf.faults import quiet_writer_threads, remove_stale_temps
 
 
 class RunInterrupted(Exception):
@@ -67,6 +69,13 @@ def _losses(outputs) -> list[torch.Tensor]:
     if isinstance(outputs, dict):
         return [v for v in outputs.values() if isinstance(v, torch.Tensor) and v.numel() == 1]
     return []
+
+
+def checkpoint_dirs(trainer) -> set[Path]:
+    """The folders the Trainer's checkpoint callbacks write into."""
+    dirs = {Path(c.path).parent for c in trainer.callbacks if isinstance(c, LastCheckpoint)}
+    dirs |= {Path(c.dirpath) for c in trainer.checkpoint_callbacks if getattr(c, "dirpath", None)}
+    return dirs
 
 
 class LastCheckpoint(Checkpoint):
@@ -134,6 +143,10 @@ class RunGuard(L.Callback):
         if stage == "fit":
             self._active = True
             self.install_handlers()
+            quiet_writer_threads()  # a full disk in TensorBoard's writer thread: one line from the main thread
+            if trainer.is_global_zero:  # temporary checkpoint files of a writer killed in an earlier run of this dir
+                for folder in checkpoint_dirs(trainer):
+                    remove_stale_temps(folder)
 
     def on_fit_start(self, trainer, pl_module):
         # Lightning installs its SIGTERM handler after `setup`; it would stop the run after the current batch without

@@ -9,6 +9,7 @@ from pathlib import Path
 import torch
 
 from dlf.data.base import DataFacts, InMemoryDataModule
+from dlf.data.cache import cached
 from dlf.errors import DlfError, require
 
 
@@ -31,21 +32,11 @@ def make_mnist1d(num_samples: int = 5000, data_seed: int = 42) -> dict:
 
 
 def load_or_make(data_dir: str | Path, num_samples: int, data_seed: int) -> dict:
-    """Cached under <data_dir>/mnist1d/: generated once, then read back (weights_only load: plain tensors)."""
+    """Cached under <data_dir>/mnist1d/: generated once (one builder however many runs start together), then read back;
+    a damaged cache is rebuilt with a warning (see dlf.data.cache)."""
     key = hashlib.sha1(json.dumps([num_samples, data_seed]).encode()).hexdigest()[:10]
     path = Path(data_dir) / "mnist1d" / f"mnist1d_{num_samples}_{data_seed}_{key}.pt"
-    if path.exists():
-        try:
-            return torch.load(path, weights_only=True)
-        except Exception as e:
-            raise DlfError(f"the cached MNIST-1D file {path} is unreadable ({type(e).__name__}): delete it and "
-                           "run again to regenerate it") from e
-    data = make_mnist1d(num_samples, data_seed)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_suffix(".tmp")
-    torch.save(data, tmp)
-    tmp.replace(path)  # atomic: a killed run never leaves a half-written cache
-    return data
+    return cached(path, lambda: make_mnist1d(num_samples, data_seed))
 
 
 class MNIST1DDataModule(InMemoryDataModule):

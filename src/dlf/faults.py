@@ -1,0 +1,127 @@
+"""What a failed write or a killed writer leaves, said in one line and cleaned up.
+
+- `write_failed(path, e)`: the DlfError for an OSError while writing `path` (disk full, quota, file-size limit,
+  permissions), naming the file, the cause (strerror and errno name) and the fix.
+- `explain_write_error(e, run_dir)`: for any exception whose chain holds such an OSError (a TensorBoard event write
+  fails in its writer thread and surfaces later, a figure's savefig fails half-way), the same one line. The file is
+  the OSError's own `filename`, else the file object or path the failing frame was writing, else the run dir.
+- `whole_or_absent(path)`: a figure whose write fails half-way is removed, not left truncated.
+- `quiet_writer_threads()`: a TensorBoard writer thread that hits a full disk does not print its own traceback; the
+  main thread re-raises the same error at the next write or flush, and dlf reports it in one line.
+- `remove_stale_temps(folder)`: temporary checkpoint files (`.<name>.<pid>.<random>.tmp`, see
+  `dlf.checkpoint.atomic_save`) left by a writer that was killed are removed at the next start.
+"""
+
+from __future__ import annotations
+
+import errno
+import os
+import threading
+from contextlib import contextmanager
+from pathlib import Path
+
+from dlf.errors import DlfError
+
+NO_SPACE = {errno.ENOSPC, errno.EDQUOT, errno.EFBIG}  # disk full, quota exceeded, file-size limit (ulimit -f)
+
+
+def write_failed(path, e: OSError, kept: str = "") -> DlfError:
+    code = errno.errorcode.get(e.errno or 0, "")
+    cause = f"{e.strerror or e}" + (f", {code}" if code else "")
+    if e.errno in NO_SPACE:
+        fix = "free space on that disk (or raise the quota or `ulimit -f`)"
+    else:
+        fix = "check that its folder exists and is writable"
+    return DlfError(f"could not write {path} ({cause}){kept}: {fix}, then resume with the same command plus "
+                    "ckpt_path=last")
+
+
+def _path_in_traceback(e: BaseException) -> str | None:
+    """The file the innermost frame of `e`'s traceback was writing: a local file object's name, or a local path."""
+    tb, frames = e.__traceback__, []
+    while tb is not None:
+        frames.append(tb.tb_frame)
+        tb = tb.tb_next
+    for frame in reversed(frames):
+        for name, value in frame.f_locals.items():
+            if hasattr(value, "write") and _is_path(getattr(value, "name", None)):  # an open (or closed) file object
+                return os.fsdecode(value.name)
+            if name in ("filename", "path", "fname", "file_path") and _is_path(value):
+                return os.fsdecode(value)
+    return None
+
+
+def _is_path(value) -> bool:
+    return isinstance(value, (str, bytes, os.PathLike)) and os.sep in os.fsdecode(value)
+
+
+def explain_write_error(e: BaseException, run_dir=None) -> DlfError | None:
+    """The one-line DlfError for an OSError of a failed write somewhere in `e`'s chain (a DlfError met first in the
+    chain wins), else None."""
+    seen, chain = e, []
+    while seen is not None and seen not in chain:
+        chain.append(seen)
+        seen = seen.__cause__ or seen.__context__
+    for x in chain:
+        if isinstance(x, DlfError):  # already one line (dlf.checkpoint.atomic_save names its file itself)
+            return x
+        if isinstance(x, OSError) and x.errno in NO_SPACE:
+            path = x.filename or _path_in_traceback(x) or (f"a file under {run_dir}" if run_dir else "a file")
+            return write_failed(path, x)
+    return None
+
+
+def remove_stale_temps(folder) -> list[Path]:
+    """Remove `.<name>.<pid>.<random>.tmp` files in `folder` whose writer is gone (not a live process, or this one:
+    it has not written yet). Returns what was removed."""
+    removed = []
+    for p in Path(folder).glob(".*.ckpt.*.tmp") if Path(folder).is_dir() else []:
+        parts = p.name.split(".")
+        pid = int(parts[-3]) if len(parts) >= 4 and parts[-3].isdigit() else None
+        if pid is not None and pid != os.getpid() and _alive(pid):
+            continue  # another process is writing it right now
+        try:
+            p.unlink()
+            removed.append(p)
+        except FileNotFoundError:
+            pass
+    return removed
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+@contextmanager
+def whole_or_absent(path):
+    """Remove `path` if the block writing it fails (a PNG cut short by a full disk is worse than none)."""
+    try:
+        yield
+    except BaseException:
+        Path(path).unlink(missing_ok=True)
+        raise
+
+
+_hook_installed = False
+
+
+def quiet_writer_threads() -> None:
+    """threading.excepthook that stays silent for a failed write (NO_SPACE) in a background writer thread."""
+    global _hook_installed
+    if _hook_installed:
+        return
+    previous = threading.excepthook
+
+    def hook(args):
+        if isinstance(args.exc_value, OSError) and args.exc_value.errno in NO_SPACE:
+            return  # re-raised by the writer's owner in the main thread (tensorboard's _check_worker_status)
+        previous(args)
+
+    threading.excepthook = hook
+    _hook_installed = True

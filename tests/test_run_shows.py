@@ -8,8 +8,9 @@ import functools
 import lightning as L
 import pytest
 import torch
-from conftest import make_cfg
 from hydra.utils import instantiate
+
+from conftest import make_cfg
 
 
 def _xor_system(tmp_path, output_scale: float):

@@ -63,6 +63,8 @@ CASES = [
     ("unknown-cost", [*XOR, "model.cost=hinge"], ["hinge"]),
     ("truncated-dataset-file", [*MLP[:-1], "paths.data_dir={cwd}/bad_data"], ["unreadable", "delete it"]),
     ("unknown-monitor-metric", [*XOR, "monitor=val/accuracy"], ["monitor=val/accuracy", "val/acc"]),
+    ("sweep-job-failed", ["-m", *XOR, "model.net.activation=swish,relu"], ["1 of 2 jobs of the sweep failed",
+                                                                          "swish", "result.json"]),
     ("diverges", [*MLP, "optimizer=sgd", "optimizer.lr=1e6"], ["training diverged at step", "lower the learning rate",
                                                                "gradient_clip_val"]),
     # checkpoints

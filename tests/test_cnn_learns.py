@@ -31,6 +31,7 @@ def test_digits_target(tmp_path):
 
 @pytest.mark.slow
 def test_mnist1d_target(tmp_path):
-    """`python train.py experiment=cnn1d_mnist1d`: test accuracy >= 92% on MNIST-1D (the MLP reaches about 66%)."""
+    """`python train.py experiment=cnn1d_mnist1d`: test accuracy >= 94% on MNIST-1D, the paper's CNN number (the MLP
+    reaches about 66%; seed 42 gave 96.6%, without the shift augmentation 91.9%)."""
     m = _run(["experiment=cnn1d_mnist1d"], tmp_path)
-    assert m["test/acc"] >= 0.92, m
+    assert m["test/acc"] >= 0.94, m

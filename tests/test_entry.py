@@ -70,7 +70,8 @@ def test_sweep_goes_on_after_a_failed_job_and_exits_non_zero(tmp_path):
     assert "model.net.activation=swish" in failed["overrides"]
     assert ok["status"] == "ok" and ok["best"] is not None and ok["steps"] > 0
     last = r.stderr.strip().splitlines()[-1]
-    assert last.startswith("dlf: error: 1 job(s) of the sweep failed"), last
+    assert last.startswith("dlf: error: 1 of 2 jobs of the sweep failed, e.g. job 0 (") and "swish" in last, last
+    assert len([ln for ln in r.stderr.splitlines() if ln.startswith("dlf: error:")]) == 1, r.stderr[-3000:]
 
 
 def test_single_run_failure_is_one_line_and_recorded(tmp_path):
@@ -199,3 +200,73 @@ print("RESULT", codes, sorted(m for m in ("torch", "lightning") if m in sys.modu
                        text=True, timeout=300)
     line = [ln for ln in r.stdout.splitlines() if ln.startswith("RESULT")]
     assert line == ["RESULT [0, 0, 0, 2, 2, 2, 2] []"], (r.stdout[-2000:], r.stderr[-2000:])
+
+
+# --- start-up, not later: monitor=, and a resumed run's record ------------------------------------------------------
+def test_monitor_naming_no_logged_metric_fails_before_training(tmp_path, capsys):
+    with pytest.raises(SystemExit) as e:
+        _task_in_process([*XOR, "monitor=val/accuracy"], tmp_path)
+    assert e.value.code == 2
+    line = capsys.readouterr().err.strip().splitlines()[-1]
+    assert line.startswith("dlf: error: monitor=val/accuracy is not a metric") and "val/acc, val/loss" in line, line
+    res = json.loads((tmp_path / "result.json").read_text())
+    assert res["status"] == "failed" and res["steps"] == 0, res  # today's check fires after a whole training epoch
+
+
+@pytest.mark.parametrize("model", ["mlp_xor", "rnn", "gan"])
+def test_declared_metric_names_are_the_logged_ones(model, tmp_path, monkeypatch):
+    """A system's metric_names() holds every metric a run logs, and its config's default monitor."""
+    from dlf.train import run
+
+    with initialize_config_dir(str(CONFIG_DIR), version_base="1.3"):
+        cfg = compose("train", overrides=[f"model={model}", "debug=fast", "trainer=cpu", "callbacks.model_summary=null",
+                                           "callbacks.cost_curve=null"])
+    with open_dict(cfg):
+        cfg.paths.output_dir, cfg.paths.log_dir = str(tmp_path), str(tmp_path / "logs")
+        cfg.paths.data_dir = str(tmp_path / "data")
+    captured = {}
+    import dlf.train as train
+
+    original = train._check_monitor
+    monkeypatch.setattr(train, "_check_monitor",
+                        lambda m, monitor: captured.update(names=m.metric_names()) or original(m, monitor))
+    logged = set(run(cfg))
+    names = captured["names"]
+    assert logged and logged <= names, logged - names
+    assert cfg.monitor in logged
+
+
+def test_resume_keeps_the_first_config_and_numbers_each_resume(tmp_path):
+    """ckpt_path=last continues in the run dir; .hydra/config.yaml stays the first run's; .hydra/resume-<n>/ holds each
+    resume's overrides and config."""
+    from cli_server import shared_server
+    from omegaconf import OmegaConf
+
+    srv, base = shared_server(), [*XOR, "trainer.max_epochs=1"]
+    assert srv.run(base, cwd=tmp_path).returncode == 0
+    (run,) = (tmp_path / "logs" / "mlp_xor" / "runs").iterdir()
+    first = (run / ".hydra" / "config.yaml").read_bytes()
+    for n, epochs in ((1, 2), (2, 3)):
+        r = srv.run([*XOR, f"trainer.max_epochs={epochs}", "ckpt_path=last"], cwd=tmp_path)
+        assert r.returncode == 0, r.stderr[-2000:]
+        assert len(list((tmp_path / "logs" / "mlp_xor" / "runs").iterdir())) == 1, "a resume makes no new run dir"
+        assert (run / ".hydra" / "config.yaml").read_bytes() == first
+        rec = run / ".hydra" / f"resume-{n}"
+        assert f"trainer.max_epochs={epochs}" in OmegaConf.load(rec / "overrides.yaml")
+        cfg = OmegaConf.load(rec / "config.yaml")
+        assert cfg.trainer.max_epochs == epochs and cfg.ckpt_path == str(run / "checkpoints" / "last.ckpt")
+    assert json.loads((run / "result.json").read_text())["steps"] == 3 * 50  # data.repeats=50 steps an epoch
+
+
+def test_experimental_rerun_as_in_a_bare_hydra_app(tmp_path):
+    """--experimental-rerun <run>/.hydra/config.pickle (Hydra's PickleJobInfoCallback) reruns the job, in both apps."""
+    pickle = "+hydra.callbacks.save_job_info._target_=hydra.experimental.callbacks.PickleJobInfoCallback"
+    r = run_train([*XOR, "debug=fast", pickle, "hydra.run.dir=run"], cwd=tmp_path)
+    assert r.returncode == 0, r.stderr[-2000:]
+    saved = tmp_path / "run" / ".hydra" / "config.pickle"
+    (tmp_path / "run" / "result.json").unlink()
+    ours = run_train(["--experimental-rerun", str(saved)], cwd=tmp_path)
+    bare = subprocess.run([sys.executable, str(BARE), "--experimental-rerun", str(saved)], cwd=tmp_path,
+                          env=cli_env(tmp_path), capture_output=True, text=True, timeout=300)
+    assert ours.returncode == bare.returncode == 0, (ours.stderr[-2000:], bare.stderr[-2000:])
+    assert json.loads((tmp_path / "run" / "result.json").read_text())["status"] == "ok"  # the rerun wrote it again

@@ -21,7 +21,6 @@ from typing import Any
 from dlf.errors import DlfError
 
 
-
 def _torch_save(obj: Any, f) -> None:
     import torch
 

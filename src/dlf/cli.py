@@ -17,7 +17,6 @@ from __future__ import annotations
 import json
 import os
 import re
-import sys
 import time
 from pathlib import Path
 
@@ -27,7 +26,8 @@ from omegaconf import DictConfig, open_dict, read_write
 from dlf.errors import DlfError
 from dlf.train import CONFIG_DIR, _fail, _one_line, _root_cause, _task
 
-FAILED_JOBS: list[str] = []  # "<job dir name>: <error>" for each failed job of this process's multirun
+FAILED_JOBS: list[str] = []  # "job <n> (<overrides>): <error>" for each failed job of this process's multirun
+JOBS_RUN: list[int] = [0]  # how many jobs of it wrote a result.json
 
 
 class Startup(Callback):
@@ -50,7 +50,7 @@ class Startup(Callback):
 
         PREPARED.clear()
         prepared = prepare(config)
-        given = {str(o).split("=", 1)[0] for o in config.hydra.overrides.hydra}
+        given = {str(o).split("=", 1)[0].lstrip("+~") for o in config.hydra.overrides.hydra}
         run = prepared.get("run_dir")
         if run is not None and config.get("train", True) and "hydra.run.dir" not in given:
             with read_write(config), open_dict(config):
@@ -71,13 +71,17 @@ class Startup(Callback):
 
     def on_multirun_end(self, config: DictConfig, **kwargs) -> None:
         """Collect the jobs that failed from their result.json files (jobs may have run in other processes)."""
+        JOBS_RUN[0] = 0
         for f in sorted(self._sweep_dir.glob("**/result.json")):
             try:
                 res = json.loads(f.read_text())
             except (OSError, ValueError):
                 continue
-            if f.stat().st_mtime >= self._start - 1 and res.get("status") in ("failed", "diverged"):
-                FAILED_JOBS.append(f"{f.parent.name}: {res.get('error')}")
+            if f.stat().st_mtime < self._start - 1:  # an earlier sweep's job in the same dir
+                continue
+            JOBS_RUN[0] += 1
+            if res.get("status") in ("failed", "diverged"):
+                FAILED_JOBS.append(f"{f.parent.name} ({' '.join(res.get('overrides') or [])}): {res.get('error')}")
 
 
 def explain(e: BaseException) -> tuple[str, int]:
@@ -117,6 +121,9 @@ def cli() -> None:
     os.environ["DLF_FULL_ERROR"] = "1" if full == "1" else "0"  # what the user asked for (the task reads it)
     os.environ["HYDRA_FULL_ERROR"] = "1"  # Hydra raises instead of printing; dlf prints the one line below
     FAILED_JOBS.clear()
+    from hydra.core.utils import setup_globals
+
+    setup_globals()  # ${hydra:...} and ${now:...}: Hydra registers them itself, except on --experimental-rerun
     try:
         hydra.main(config_path=str(CONFIG_DIR), config_name="train", version_base="1.3")(_task)()
     except Exception as e:  # noqa: BLE001 - one line, not a traceback
@@ -130,8 +137,8 @@ def cli() -> None:
         else:
             os.environ["HYDRA_FULL_ERROR"] = full
     if FAILED_JOBS:  # a multirun whose jobs all ran, some of them failed
-        _fail(f"{len(FAILED_JOBS)} job(s) of the sweep failed (their lines are above; each job dir has a result.json): "
-              f"first: job {FAILED_JOBS[0]}", 1)
+        _fail(f"{len(FAILED_JOBS)} of {JOBS_RUN[0]} jobs of the sweep failed, e.g. job {FAILED_JOBS[0]}: fix it and "
+              "rerun those jobs (each job dir has a result.json; the others' results are kept)", 1)
 
 
 if __name__ == "__main__":

@@ -1,6 +1,8 @@
-"""The Hydra entry point: compose the config, instantiate data → model → callbacks, loggers, Trainer, then fit and test.
+"""The Hydra task: check the config and checkpoint once (`prepare`), instantiate data → model → callbacks, loggers,
+Trainer, fit and test (`run`), record `<job dir>/result.json` and return the monitored metric (`_task`).
 
-`python train.py model=lstm optimizer=rmsprop` (from a clone) and `dlf-train ...` (installed) both land in `cli()`.
+`python train.py model=lstm optimizer=rmsprop` (from a clone) and `dlf-train ...` (installed) land in `dlf.cli.cli()`,
+a bare `@hydra.main` app whose task function is `_task` here.
 """
 
 from __future__ import annotations
@@ -104,8 +106,9 @@ def prepare(cfg: DictConfig) -> dict:
 def run(cfg: DictConfig, outcome: dict | None = None, prepared: dict | None = None) -> dict:
     """Train (and test) as `cfg` says; returns the final metrics. Raises DlfError for bad input.
 
-    `prepared`: what `prepare(cfg)` returned, if it already ran. `outcome` (if given) receives `best` (the checkpoint callback's best `monitor` value, if it kept one), `last` (the
-    final `monitor` value) and `steps` (optimizer steps taken), also when training fails half-way."""
+    `prepared`: what `prepare(cfg)` returned, if it already ran (else it runs here). `outcome` (if given) receives
+    `best` (the checkpoint callback's best `monitor` value, if it kept one), `last` (the final `monitor` value) and
+    `steps` (optimizer steps taken), also when training fails half-way."""
     import lightning as L
     import torch
     from hydra.utils import instantiate
@@ -126,6 +129,7 @@ def run(cfg: DictConfig, outcome: dict | None = None, prepared: dict | None = No
     scheduler = instantiate(cfg.scheduler) if cfg.get("scheduler") else None
     # partial first, then call: hydra would turn the facts dataclass into a DictConfig if passed through instantiate
     model = instantiate(cfg.model, _partial_=True)(facts=facts, optimizer=optimizer, scheduler=scheduler)
+    _check_monitor(model, cfg.get("monitor"))
     if ckpt is not None:
         _check_weights_fit(model, ckpt["state_dict"], ckpt_path)
         del ckpt
@@ -163,6 +167,15 @@ def run(cfg: DictConfig, outcome: dict | None = None, prepared: dict | None = No
         print("Test: " + ", ".join(f"{k}={v}" for k, v in sorted(tests.items())))
     print(f"Run dir: {cfg.paths.output_dir}   (tensorboard --logdir {cfg.paths.output_dir})")
     return metrics
+
+
+def _check_monitor(model, monitor: str | None) -> None:
+    """`monitor=` must name a metric the model logs: checked when the model is built, before any training."""
+    names = model.metric_names() if hasattr(model, "metric_names") else None
+    if monitor and names is not None and monitor not in names:
+        val = sorted(n for n in names if n.startswith("val/")) or sorted(names)
+        raise DlfError(f"monitor={monitor} is not a metric this run logs (it logs {', '.join(sorted(names))}): set "
+                       f"monitor= to one of those, e.g. monitor={val[0]}")
 
 
 def _best_score(trainer, monitor) -> float | None:
@@ -279,8 +292,8 @@ def _task(cfg: DictConfig) -> float:
         value = outcome["best"] if outcome["best"] is not None else outcome["last"]
         return float("nan") if value is None else float(value)
     if multirun and status != "interrupted":
-        print(f"dlf: error: job {hc.job.num} ({' '.join(hc.overrides.task) or 'no overrides'}): {error}",
-              file=sys.stderr)
+        print(f"dlf: job {hc.job.num} {status} ({' '.join(hc.overrides.task) or 'no overrides'}): {error}",
+              file=sys.stderr)  # the sweep goes on; dlf.cli ends it with one error line
         return float("nan")
     _fail(error, code)
 

@@ -27,6 +27,11 @@ class System(L.LightningModule):
         self.scheduler_factory = scheduler
         self._epoch_metrics: dict[str, tuple] = {}  # "stage/name" -> (torchmetrics Metric, prog_bar)
 
+    def metric_names(self) -> set[str] | None:
+        """The names this system logs (as "stage/name"), so that `monitor=` is checked before training starts.
+        None: not declared (no start-up check). Families override it; tests/test_entry.py checks it against a run."""
+        return None
+
     def log_at_epoch_end(self, name: str, metric, prog_bar: bool = False) -> None:
         """Log a torchmetrics metric (updated by the caller each step) once, at the end of the epoch of its stage.
 
@@ -52,6 +57,11 @@ class System(L.LightningModule):
         else:
             self.log(f"{stage}/loss", loss, on_step=False, on_epoch=True, prog_bar=True)
         self.log_at_epoch_end(f"{stage}/{name}", metric, prog_bar=stage != "train")
+
+    @staticmethod
+    def stage_metrics(*names: str) -> set[str]:
+        """{train,val,test}/<name> for each name."""
+        return {f"{stage}/{n}" for stage in ("train", "val", "test") for n in names}
 
     def _log_epoch_metrics(self, stage: str) -> None:
         for name in [n for n in self._epoch_metrics if n.startswith(stage + "/")]:

@@ -96,6 +96,9 @@ class CNNSystem(System):
         self.log_loss_and_metric(stage, loss, "acc", acc)
         return loss
 
+    def metric_names(self) -> set[str]:
+        return self.stage_metrics("loss", "acc")  # log_loss_and_metric(stage, loss, "acc", acc) in _step
+
     def training_step(self, batch, batch_idx):
         return self._step(batch, "train", self.train_acc)
 

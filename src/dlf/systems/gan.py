@@ -59,7 +59,7 @@ class GANSystem(System):
         self.latent_dim, self.prior, self.g_loss_kind, self.impl = latent_dim, prior, g_loss, impl
         self.d_steps, self.clip_grad_norm, self.n_sigma = d_steps, clip_grad_norm, n_sigma
         self.d_optimizer_factory, self.g_optimizer_factory = d_optimizer, g_optimizer
-        self.classifier_cache = classifier_cache
+        self.classifier_cache, self.eval_seed = classifier_cache, eval_seed
         self.centres = torch.tensor(facts.extra["centres"]) if "centres" in facts.extra else None
         require(self.centres is not None or (facts.target == "classes" and facts.num_classes),
                 f"model=gan scores its samples against known mode centres (data=ring, grid) or with a classifier "
@@ -170,16 +170,27 @@ class GANSystem(System):
         x, y = dm.train[0], dm.train[1]
         self._scorer.append(load_or_train(self.classifier_cache, x, y, self.facts.num_classes))
 
-    def _eval_step(self, batch, stage: str) -> None:
+    def metric_names(self) -> set[str]:
+        names = {"train/d_loss", "train/g_loss", "train/d_fake", "val/d_loss", "test/d_loss"}
+        if self.centres is not None or self.facts.target == "classes":  # what score() can measure, as in _score_epoch
+            names |= {f"{s}/{n}" for s in ("val", "test") for n in ("high_quality", "modes", "kl", "score")}
+        return names
+
+    def _eval_step(self, batch, batch_idx: int, stage: str) -> None:
+        # The noise comes from its own generator (seeded by the batch), never from the global RNG that the training
+        # step draws from: a validation must not shift the training noise, or a run resumed from a checkpoint written
+        # before that validation would draw different z than the run left alone.
         x = batch[0]
-        s_real, s_fake = self.D(x), self.D(self.G(self.sample_z(len(x))))
+        gen = torch.Generator().manual_seed(self.eval_seed + 1 + batch_idx)
+        z = self.sample_z(len(x), gen).to(x.device)
+        s_real, s_fake = self.D(x), self.D(self.G(z))
         self.log(f"{stage}/d_loss", discriminator_loss(s_real, s_fake), prog_bar=False)
 
     def validation_step(self, batch, batch_idx):
-        self._eval_step(batch, "val")
+        self._eval_step(batch, batch_idx, "val")
 
     def test_step(self, batch, batch_idx):
-        self._eval_step(batch, "test")
+        self._eval_step(batch, batch_idx, "test")
 
     def score(self, samples: torch.Tensor, prefix: str) -> dict[str, float]:
         """Mode coverage of `samples`: against the mixture's centres (points) or by the classifier (images)."""

@@ -123,6 +123,10 @@ class SequenceSystem(System):
                 self.nll[stage].update(nll, weight=n)
         return loss
 
+    def metric_names(self) -> set[str]:
+        extra = {"regression": ("mse",), "classes": ("acc",), "lm": ("nll", "ppl")}[self.task]  # as in _step
+        return self.stage_metrics("loss", *extra)
+
     def _lm_epoch_end(self, stage: str):
         if self.task == "lm" and self.nll[stage].update_called:
             nll = self.nll[stage].compute()

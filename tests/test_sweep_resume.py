@@ -99,6 +99,7 @@ def test_killed_sweep_continues_exactly(baseline, tmp_path, launcher, sig, job, 
     r = sweep(args, tmp_path, sweep_dir)
     assert (tmp_path / "fired").is_file() and r.returncode == code, (r.returncode, r.stderr[-3000:])
     before = jobs(sweep_dir)
+    records = {n: (j / ".hydra" / "config.yaml").read_bytes() for n, j in before.items()}
     finished = {n: fingerprint(j) for n, j in before.items() if (result(j) or {}).get("status") == "ok"}
     assert finished and job not in finished, {n: result(j) for n, j in before.items()}
     if not launcher:  # one job at a time: job 0 finished, job `job` interrupted, job 2 never started
@@ -113,6 +114,10 @@ def test_killed_sweep_continues_exactly(baseline, tmp_path, launcher, sig, job, 
     after = jobs(sweep_dir)
     assert sorted(after) == [0, 1, 2] and {n: j.name for n, j in after.items() if n in before} == {
         n: j.name for n, j in before.items()}  # the same job dirs: ckpt_path is not part of their names
+    for n, first in records.items():  # Hydra's first record kept; the continued sweep's beside it, numbered
+        assert (after[n] / ".hydra" / "config.yaml").read_bytes() == first, f"job {n}: .hydra/config.yaml rewritten"
+        assert "ckpt_path=last" in (after[n] / ".hydra" / "resume-1" / "overrides.yaml").read_text()
+    assert not (after[2] / ".hydra" / "resume-1").exists() or 2 in before
     for n in finished:  # not run again: not a file of theirs rewritten
         assert fingerprint(after[n]) == finished[n], f"job {n} ran again"
         assert f"dlf: job {n} finished before" in r2.stdout

@@ -43,6 +43,16 @@ def job_dir_name(num: Any, override_dirname: str = "") -> str:
 OmegaConf.register_new_resolver("dlf_job_dir", job_dir_name, replace=True)
 
 
+def records_dir(output_dir: str, sub: str = ".hydra") -> str:
+    """Where Hydra writes a job's records: `sub`, or `sub/resume-<n>` where the job dir has them already (a continued
+    sweep keeps each job's first config.yaml, like a resumed single run)."""
+    base = Path(str(output_dir)) / sub
+    return f"{sub}/resume-{1 + len(list(base.glob('resume-*')))}" if (base / "config.yaml").is_file() else sub
+
+
+OmegaConf.register_new_resolver("dlf_records", records_dir, replace=True)
+
+
 def cores() -> int:
     """CPU cores this process may use (the affinity mask, not the machine's count)."""
     try:

@@ -11,10 +11,9 @@ import sys
 
 import pytest
 import torch
+from cli_server import ROOT, cli_env
 from test_resume import assert_same
 from test_sweep_resume import jobs, result, sweep
-
-from cli_server import ROOT, cli_env
 
 GRID = ["model=mlp_xor", "seed=1,2,3,4,5,6", "optimizer=sgd,adam", "data.repeats=10", "trainer.max_epochs=2",
         "trainer=cpu", "trainer.deterministic=true", "logger=csv", "callbacks.model_summary=null",

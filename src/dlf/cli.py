@@ -90,7 +90,8 @@ class Startup(Callback):
                 continue
             JOBS_RUN[0] += 1
             if res.get("status") in ("failed", "diverged"):
-                FAILED_JOBS.append(f"{f.parent.name} ({' '.join(res.get('overrides') or [])}): {res.get('error')}")
+                job = f.parent.name.split("_", 1)[0]  # job dirs are <n>_<overrides>: the number, the overrides follow
+                FAILED_JOBS.append(f"{job} ({' '.join(res.get('overrides') or [])}): {res.get('error')}")
 
 
 def explain(e: BaseException) -> tuple[str, int]:

@@ -11,7 +11,7 @@ import sys
 from pathlib import Path
 
 import pytest
-from cli_server import cli_env, run_train
+from cli_server import cli_env, run_train, shared_server
 from hydra import compose, initialize_config_dir
 from omegaconf import open_dict
 
@@ -19,6 +19,13 @@ from dlf.train import CONFIG_DIR
 
 XOR = ["model=mlp_xor", "trainer=cpu", "logger=none", "trainer.max_epochs=2", "trainer.enable_progress_bar=false",
        "trainer.enable_model_summary=false", "callbacks.model_summary=null", "callbacks.cost_curve=null"]
+
+
+def _dlf(args: list[str], cwd: Path):
+    """`python train.py <args>` as a forked child of the tests' CLI server (imports paid once; same cli(), own exit)."""
+    return shared_server().run(args, cwd=cwd)
+
+
 KEYS = {"status", "error", "monitor", "mode", "best", "last", "steps", "wall_s", "overrides"}
 
 
@@ -61,7 +68,7 @@ def test_task_without_checkpoint_returns_the_last_value(tmp_path):
 
 def test_sweep_goes_on_after_a_failed_job_and_exits_non_zero(tmp_path):
     """Job 0 fails (an unknown activation, found when the model is built): job 1 still runs; the multirun exits 1."""
-    r = run_train(["-m", *XOR, "model.net.activation=swish,relu", "hydra.sweep.dir=sweep"], cwd=tmp_path)
+    r = _dlf(["-m", *XOR, "model.net.activation=swish,relu", "hydra.sweep.dir=sweep"], cwd=tmp_path)
     assert r.returncode == 1, r.stderr[-3000:]
     assert "Traceback" not in r.stderr, r.stderr[-3000:]
     failed = json.loads(next((tmp_path / "sweep").glob("0_*/result.json")).read_text())  # job dirs: <n>_<overrides>
@@ -156,7 +163,7 @@ def _job_overrides(sweep: Path) -> list[list[str]]:
 @pytest.mark.parametrize("sweep", SWEEPS, ids=["glob-sort-range", "tag-choice-shuffle-plus-delete"])
 def test_sweep_grammar_as_in_a_bare_hydra_app(sweep, tmp_path):
     base = ["model=mlp_xor", "debug=fast", "trainer=cpu"]
-    r = run_train(["-m", *base, *sweep, "hydra.sweep.dir=ours"], cwd=tmp_path)
+    r = _dlf(["-m", *base, *sweep, "hydra.sweep.dir=ours"], cwd=tmp_path)
     bare = subprocess.run([sys.executable, str(BARE), "-m", *base, *sweep, "hydra.sweep.dir=bare"], cwd=tmp_path,
                           env=cli_env(tmp_path), capture_output=True, text=True, timeout=300)
     assert r.returncode == bare.returncode == 0, (r.stderr[-2000:], bare.stderr[-2000:])
@@ -169,7 +176,7 @@ def test_sweep_grammar_as_in_a_bare_hydra_app(sweep, tmp_path):
 def test_optuna_sweep_optimizes_the_returned_metric(tmp_path):
     """`interval()` (which the basic sweeper cannot enumerate) through the Optuna sweeper: every trial gets a value."""
     pytest.importorskip("hydra_plugins.hydra_optuna_sweeper")
-    r = run_train(["-m", "model=mlp_xor", "debug=fast", "trainer=cpu", "hydra/sweeper=optuna", "hydra.sweeper.n_trials=2",
+    r = _dlf(["-m", "model=mlp_xor", "debug=fast", "trainer=cpu", "hydra/sweeper=optuna", "hydra.sweeper.n_trials=2",
                    "hydra.sweeper.sampler.seed=1", "optimizer.lr=interval(0.01,0.1)", "hydra.sweep.dir=sweep"],
                   cwd=tmp_path)
     assert r.returncode == 0, r.stderr[-3000:]
@@ -261,11 +268,11 @@ def test_resume_keeps_the_first_config_and_numbers_each_resume(tmp_path):
 def test_experimental_rerun_as_in_a_bare_hydra_app(tmp_path):
     """--experimental-rerun <run>/.hydra/config.pickle (Hydra's PickleJobInfoCallback) reruns the job, in both apps."""
     pickle = "+hydra.callbacks.save_job_info._target_=hydra.experimental.callbacks.PickleJobInfoCallback"
-    r = run_train([*XOR, "debug=fast", pickle, "hydra.run.dir=run"], cwd=tmp_path)
+    r = _dlf([*XOR, "debug=fast", pickle, "hydra.run.dir=run"], cwd=tmp_path)
     assert r.returncode == 0, r.stderr[-2000:]
     saved = tmp_path / "run" / ".hydra" / "config.pickle"
     (tmp_path / "run" / "result.json").unlink()
-    ours = run_train(["--experimental-rerun", str(saved)], cwd=tmp_path)
+    ours = _dlf(["--experimental-rerun", str(saved)], cwd=tmp_path)
     bare = subprocess.run([sys.executable, str(BARE), "--experimental-rerun", str(saved)], cwd=tmp_path,
                           env=cli_env(tmp_path), capture_output=True, text=True, timeout=300)
     assert ours.returncode == bare.returncode == 0, (ours.stderr[-2000:], bare.stderr[-2000:])

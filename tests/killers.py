@@ -149,3 +149,23 @@ def __getattr__(name):  # the class is made on first use: importing this module 
     if name == "CountingMNIST1D":
         return _counting_mnist1d()
     raise AttributeError(name)
+
+
+class KillGroupAt(KillAt):
+    """Like KillAt, but in job `job` of a multirun only, and to the whole process group (the sweep's main process and
+    its launcher's workers: start the sweep with start_new_session=True). Fires once: it creates `marker` first and
+    never fires while that file exists, so the same command (plus ckpt_path=last) can continue the sweep."""
+
+    def __init__(self, step: int, sig: str = "SIGKILL", where: str = "batch_start", job: int = 0, marker: str = ""):
+        super().__init__(step, sig, where)
+        self.job, self.marker = int(job), marker
+
+    def _fire(self):
+        from hydra.core.hydra_config import HydraConfig
+
+        if self.fired or HydraConfig.get().job.num != self.job or (self.marker and os.path.exists(self.marker)):
+            return
+        self.fired = True
+        if self.marker:
+            open(self.marker, "w").close()
+        os.killpg(os.getpgid(0), self.sig)

@@ -23,6 +23,7 @@ from pathlib import Path
 from hydra.experimental.callback import Callback
 from omegaconf import DictConfig, open_dict, read_write
 
+import dlf.sweep  # noqa: F401 - registers the resolvers of the sweep config (dlf_job_dir, dlf_records)
 from dlf.errors import DlfError
 from dlf.train import CONFIG_DIR, _fail, _one_line, _root_cause, _task
 
@@ -77,6 +78,14 @@ class Startup(Callback):
             _fail(str(e))  # [ddp]
         FAILED_JOBS.clear()
         self._sweep_dir, self._start = Path(str(config.hydra.sweep.dir)), time.time()
+        sub = config.hydra.output_subdir
+        if str(config.get("ckpt_path")) == "last" and sub is not None:
+            # a sweep continued (dlf.sweep.continue_job): a job dir that has Hydra's records keeps them and gets
+            # <sub>/resume-<n>/ beside them, as a single run does. Every job's config is composed again from these
+            # overrides, so the records dir is worked out per job, in its own dir (resolver dlf_records).
+            with read_write(config), open_dict(config):
+                config.hydra.overrides.hydra.append(
+                    f"hydra.output_subdir='${{dlf_records:${{hydra.runtime.output_dir}},{sub}}}'")
 
     def on_multirun_end(self, config: DictConfig, **kwargs) -> None:
         """Collect the jobs that failed from their result.json files (jobs may have run in other processes)."""

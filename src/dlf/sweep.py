@@ -6,11 +6,15 @@
   `cores // n_jobs` threads when the joblib launcher runs n jobs at once (else n jobs x all cores oversubscribe the
   machine); at the end of every multirun it writes sweep.csv, sweep.md and sweep.png into the sweep dir (dlf.compare)
   and prints their paths.
+* `continue_job`: `ckpt_path=last` in a multirun means each job's own `<job dir>/checkpoints/last.ckpt`, so
+  `python train.py -m <same overrides> hydra.sweep.dir=<dir> ckpt_path=last` continues a killed sweep: finished jobs
+  are not run again (their result.json is returned), an interrupted job resumes, the others start fresh.
 """
 
 from __future__ import annotations
 
 import hashlib
+import json
 import logging
 import os
 import re
@@ -37,6 +41,16 @@ def job_dir_name(num: Any, override_dirname: str = "") -> str:
 
 
 OmegaConf.register_new_resolver("dlf_job_dir", job_dir_name, replace=True)
+
+
+def records_dir(output_dir: str, sub: str = ".hydra") -> str:
+    """Where Hydra writes a job's records: `sub`, or `sub/resume-<n>` where the job dir has them already (a continued
+    sweep keeps each job's first config.yaml, like a resumed single run)."""
+    base = Path(str(output_dir)) / sub
+    return f"{sub}/resume-{1 + len(list(base.glob('resume-*')))}" if (base / "config.yaml").is_file() else sub
+
+
+OmegaConf.register_new_resolver("dlf_records", records_dir, replace=True)
 
 
 def cores() -> int:
@@ -90,3 +104,31 @@ class SweepSummary(Callback):
             print(f"dlf: sweep summary failed ({type(e).__name__}: {e}); remake it with `dlf-compare {sweep_dir}`")
             return
         print(report.text())
+
+
+def continue_job(cfg: DictConfig, job_dir: Path, num: Any = "?") -> dict | None:
+    """`ckpt_path=last` in a multirun: this job's own checkpoint, not the newest of the task (another job's).
+
+    A job whose result.json says `ok` already finished: returns that result (the task hands its value to the sweeper,
+    the summary reads the file) and the job is not run again. Otherwise `cfg.ckpt_path` becomes the job's
+    `checkpoints/last.ckpt` (an interrupted job resumes exactly), or null where the job never wrote one (it starts
+    fresh). Returns None then. Any other `ckpt_path` is left as it is."""
+    from omegaconf import open_dict
+
+    if str(cfg.get("ckpt_path")) != "last":
+        return None
+    result = job_dir / "result.json"
+    try:
+        done = json.loads(result.read_text())
+    except (OSError, ValueError):
+        done = None
+    if isinstance(done, dict) and done.get("status") == "ok":
+        os.utime(result)  # a job of this sweep: dlf.cli counts the result.json files newer than the sweep's start
+        print(f"dlf: job {num} finished before ({result} says ok): not run again")
+        return done
+    own = OmegaConf.select(cfg, "callbacks.step_checkpoint.dirpath", default=None)
+    own = Path(str(own or job_dir / "checkpoints")) / "last.ckpt"
+    with open_dict(cfg):
+        cfg.ckpt_path = str(own) if own.is_file() else None
+    print(f"dlf: job {num} " + (f"resumes from {own}" if own.is_file() else f"starts fresh (no {own} yet)"))
+    return None

@@ -268,6 +268,13 @@ def _task(cfg: DictConfig) -> float:
 
     hc = HydraConfig.get()
     multirun = hc.mode == RunMode.MULTIRUN
+    if multirun:  # ckpt_path=last in a sweep: this job's own last.ckpt; a finished job is not run again
+        from dlf.sweep import continue_job
+
+        done = continue_job(cfg, Path(hc.runtime.output_dir), hc.job.num)
+        if done is not None:
+            value = done["best"] if done.get("best") is not None else done.get("last")
+            return float("nan") if value is None else float(value)
     outcome: dict = {"best": None, "last": None, "steps": 0}
     status, error, code, start = "ok", None, 0, time.monotonic()
     try:
@@ -304,6 +311,8 @@ def _task(cfg: DictConfig) -> float:
     if status == "ok":
         value = outcome["best"] if outcome["best"] is not None else outcome["last"]
         return float("nan") if value is None else float(value)
+    if multirun and status == "interrupted" and "ckpt_path=last" in str(error):
+        error += f" hydra.sweep.dir={hc.sweep.dir} (the sweep's finished jobs are not run again)"
     if multirun and status != "interrupted":
         print(f"dlf: job {hc.job.num} {status} ({' '.join(hc.overrides.task) or 'no overrides'}): {error}",
               file=sys.stderr)  # the sweep goes on; dlf.cli ends it with one error line

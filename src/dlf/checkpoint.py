@@ -219,10 +219,20 @@ def building_from(config_path: str | Path):
                        "dir of a dlf run with its .hydra/config.yaml as dlf wrote it") from None
 
 
+# Model keys that say where or how much to evaluate, not what the weights are: a checkpoint whose run set them otherwise
+# (or an older dlf whose default differed, e.g. the GAN scorer's cache path) still fits.
+NOT_ARCHITECTURE = frozenset({"classifier_cache", "n_eval", "eval_seed", "print_summary", "lr_table"})
+
+
 def _first_difference(a: Any, b: Any, prefix: str = "model") -> str | None:
+    """The first model key whose value differs between the checkpoint's config `a` and this run's `b`. Keys only one
+    side has are skipped: a key added later (with its default) or dropped since must not make old checkpoints unusable;
+    the weights' shapes are checked separately (`_check_weights_fit`, Lightning's strict load)."""
     if isinstance(a, dict) and isinstance(b, dict):
-        for k in sorted(set(a) | set(b), key=str):
-            d = _first_difference(a.get(k, "<unset>"), b.get(k, "<unset>"), f"{prefix}.{k}")
+        for k in sorted(set(a) & set(b), key=str):
+            if k in NOT_ARCHITECTURE:
+                continue
+            d = _first_difference(a[k], b[k], f"{prefix}.{k}")
             if d:
                 return d
         return None

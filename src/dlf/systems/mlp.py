@@ -65,7 +65,8 @@ class MLPSystem(System):
         return loss
 
     def metric_names(self) -> set[str]:
-        return self.stage_metrics("loss", "acc")  # log_loss_and_metric(stage, loss, "acc", acc) in _step
+        names = self.stage_metrics("loss", "acc")  # log_loss_and_metric(stage, loss, "acc", acc) in _step
+        return names | self.stage_metrics("solved") if self.solved else names  # a binary target's margin "solved"
 
     def training_step(self, batch, batch_idx):
         return self._step(batch, "train", self.train_acc)

@@ -143,7 +143,7 @@ def test_ddp_cpu_run_rank_zero_talks_and_counts_each_sample_once(tmp_path):
     count = ["+callbacks.count._target_=ddp_helpers.CountSamples"]
     r = shared_server().run(["model=mlp", "trainer=ddp_cpu", *TINY, *count], cwd=tmp_path, timeout=DDP_TIMEOUT)
     run = _check_one_run(r, tmp_path)
-    assert "MEMBER: 2/2" in r.stdout + r.stderr
+    assert "MEMBER: 2/2" in (run / "train.log").read_text()  # Lightning's INFO lines go to the run's train.log
     writers = {f.name.split(".")[-2] for f in run.glob("tensorboard/**/events.out.tfevents.*")}
     assert writers == {run.name.rsplit("_", 1)[1]}  # written by rank 0's process (its pid names the run dir) only
     assert (run / "checkpoints" / "last.ckpt").is_file() and (run / ".hydra" / "config.yaml").is_file()
@@ -279,7 +279,9 @@ def test_two_torchrun_nodes_train_into_one_run_dir(tmp_path):
     runs = _runs(tmp_path)
     assert len(runs) == 1, runs
     text = "".join(o[0] + o[1] for o in outs)
-    assert "MEMBER: 1/2" in text and "MEMBER: 2/2" in text
+    log = (runs[0] / "train.log").read_text()  # Lightning's INFO lines ("Initializing distributed: ...") go here
+    print("--- train.log:", *[ln for ln in log.splitlines() if "MEMBER" in ln], sep="\n")
+    assert "GLOBAL_RANK: 0, MEMBER: 1/2" in log  # rank 0 of a world of 2 (the two node agents)
     assert text.count("Run dir: ") == 1 and f"Run dir: {runs[0]}" in text.replace(str(runs[0].resolve()), str(runs[0]))
     assert (runs[0] / "checkpoints" / "last.ckpt").is_file() and (runs[0] / ".hydra" / "config.yaml").is_file()
 

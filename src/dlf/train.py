@@ -170,6 +170,7 @@ def run(cfg: DictConfig, outcome: dict | None = None, prepared: dict | None = No
             metrics.update({k: float(v) for k, v in d.items()})
     outcome["last"] = metrics.get(cfg.get("monitor"))
     tests = {k: round(v, 4) for k, v in metrics.items() if k.startswith("test/")}
+    outcome["test"] = {k: v for k, v in metrics.items() if k.startswith("test/")}  # into result.json (reproduce.py)
     if tests:
         say("Test: " + ", ".join(f"{k}={v}" for k, v in sorted(tests.items())))
     say(f"Run dir: {cfg.paths.output_dir}   (tensorboard --logdir {cfg.paths.output_dir})")
@@ -256,7 +257,8 @@ def _task(cfg: DictConfig) -> float:
     value" would feed it a made-up score), and the basic sweeper ignores return values.
     In a single run an error is one line and a non-zero exit; in a multirun (-m) the job prints its line and the sweep
     goes on, and `cli()` exits non-zero at the end. Ctrl+C / SIGTERM stop a sweep too (after the job records itself).
-    result.json: {status: ok|failed|diverged|interrupted, error, monitor, mode, best, last, steps, wall_s, overrides}.
+    result.json: {status: ok|failed|diverged|interrupted, error, monitor, mode, best, last, steps, test (the test/*
+    metrics), wall_s, overrides}.
     """
     import time
 
@@ -330,6 +332,7 @@ def _record(hc, cfg: DictConfig, status: str, error: str | None, outcome: dict, 
     _write_json(Path(hc.runtime.output_dir) / "result.json", {
         "status": status, "error": error, "monitor": cfg.get("monitor"), "mode": cfg.get("monitor_mode"),
         "best": num(outcome.get("best")), "last": num(outcome.get("last")), "steps": int(outcome.get("steps") or 0),
+        "test": {k: num(v) for k, v in (outcome.get("test") or {}).items()},
         "wall_s": round(time.monotonic() - start, 3), "overrides": [str(o) for o in hc.overrides.task]})
 
 

@@ -206,8 +206,13 @@ def run_course(a, env: dict) -> list[dict]:
 DATA = re.compile(r"<!-- reproduce-data\n(.*?)\n-->", re.S)
 
 
-def merge(out: Path, recs: list[dict]) -> None:
-    """Replace `recs`' rows (by key) in `out`, keep the others, rewrite the table; under a lock (parts run at once)."""
+README = ROOT / "README.md"
+MARKS = ("<!-- results:start (scripts/reproduce.py writes this table from docs/results.md) -->", "<!-- results:end -->")
+
+
+def merge(out: Path, recs: list[dict], readme: Path | None = None) -> None:
+    """Replace `recs`' rows (by key) in `out`, keep the others, rewrite the table; under a lock (parts run at once).
+    `readme`: also rewrite the short table between MARKS there."""
     out.parent.mkdir(parents=True, exist_ok=True)
     with open(out.with_name(out.name + ".lock"), "w") as lock:
         fcntl.flock(lock, fcntl.LOCK_EX)
@@ -220,6 +225,21 @@ def merge(out: Path, recs: list[dict]) -> None:
         tmp = out.with_name(f".{out.name}.{os.getpid()}.tmp")
         tmp.write_text(markdown([rows[k] for k in keys]))
         os.replace(tmp, out)
+        text = readme.read_text() if readme and readme.exists() else ""
+        if MARKS[0] in text and MARKS[1] in text:
+            head, rest = text.split(MARKS[0], 1)
+            short = [rows[k] for k in keys if not k.startswith("xor_course") or k == "xor_course_0.01_10000"]
+            readme.write_text(head + MARKS[0] + "\n" + short_table(short) + MARKS[1] + rest.split(MARKS[1], 1)[1])
+
+
+def short_table(rows: list[dict]) -> str:
+    """README's table: experiment, result, target, published; the full rows are in docs/results.md."""
+    lines = ["| experiment | result (mean ± std over seeds) | target | published |", "|---|---|---|---|"]
+    for r in rows:
+        res = (r.get("text") or headline(r)) + f" ({r['seeds']} seeds)" * (not r.get("text"))
+        mark = {"yes": " ✓", "**no**": " — **missed**"}.get(met(r), "")
+        lines.append(f"| {r['name']} | {res} | {r['target_text']}{mark} | {r['published']} |".replace("\n", " "))
+    return "\n".join(lines) + "\n"
 
 
 def markdown(rows: list[dict]) -> str:
@@ -257,17 +277,23 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--threads", type=int, default=1, help="torch threads per run")
     ap.add_argument("--jobs", type=int, default=1, help="runs of a row at once (Hydra's joblib launcher)")
     ap.add_argument("--out", default=str(ROOT / "docs" / "results.md"))
+    ap.add_argument("--render", action="store_true", help="only rewrite the tables from the stored rows, run nothing")
+    ap.add_argument("--readme", default=None, help="README to update (default: README.md when --out is the default)")
     ap.add_argument("--workdir", default=None, help="the sweeps' dirs (default logs/reproduce/<time>)")
     a = ap.parse_args(argv)
     a.workdir = a.workdir or str(ROOT / "logs" / "reproduce" / datetime.now().strftime("%Y-%m-%d_%H-%M-%S"))
+    default_out = Path(a.out).resolve() == (ROOT / "docs" / "results.md").resolve()
+    readme = Path(a.readme) if a.readme else (README if default_out and not a.quick else None)
+    if a.render:
+        return merge(Path(a.out), [], readme)
     env = environment(a.threads, a.jobs)
     t0 = time.monotonic()
     rows = [r for r in ROWS if r.family in a.families and any(fnmatch.fnmatch(r.key, p) for p in a.rows)]
     if "xor" in a.families and any(fnmatch.fnmatch("xor_course", p) for p in a.rows):
-        merge(Path(a.out), run_course(a, env))
+        merge(Path(a.out), run_course(a, env), readme)
     for row in rows:
         rec = run_row(row, a, env)
-        merge(Path(a.out), [rec])
+        merge(Path(a.out), [rec], readme)
         print(f"reproduce: {row.key}: {headline(rec)} ({rec['ok']}/{rec['seeds']} ok, {rec['wall_s']:.0f} s)",
               flush=True)
     print(f"reproduce: total {time.monotonic() - t0:.0f} s for {len(rows)} rows; table: {a.out}")

@@ -78,3 +78,17 @@ def test_quick_every_family(tmp_path):
     rows = _table((tmp_path / "results.md").read_text())[2:]
     assert len(rows) == len(reproduce.ROWS) + 2  # + the course's two quick rows
     assert not [r for r in rows if "failed" in r[1] or "no value" in r[1]]
+
+
+def test_readme_table_is_written_between_its_marks(tmp_path):
+    readme = tmp_path / "README.md"
+    readme.write_text(f"intro\n{reproduce.MARKS[0]}\nold table\n{reproduce.MARKS[1]}\nrest\n")
+    rec = {"key": "digits_cnn", "name": "8x8 digits, CNN", "seeds": 3, "metrics": [["test/acc", "pct"]],
+           "values": {"test/acc": [0.97, 0.98, 0.99]}, "quick": False, "target": [["test/acc", ">=", 0.985]],
+           "target_text": "≥ 98.5%", "published": "SVC 99.1%", "errors": [], "ok": 3, "command": "c", "steps": 1,
+           "job_wall_s": 1.0, "wall_s": 3.0, "date": "d", "commit": "c", "hardware": "h", "threads": 1, "jobs": 1,
+           "versions": "v"}
+    reproduce.merge(tmp_path / "results.md", [rec], readme)
+    text = readme.read_text()
+    assert text.startswith("intro\n") and text.endswith(f"{reproduce.MARKS[1]}\nrest\n") and "old table" not in text
+    assert "| 8x8 digits, CNN | 98.0 ± 1.0% (3 seeds) | ≥ 98.5% — **missed** | SVC 99.1% |" in text

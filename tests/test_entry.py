@@ -26,7 +26,7 @@ def _dlf(args: list[str], cwd: Path):
     return shared_server().run(args, cwd=cwd)
 
 
-KEYS = {"status", "error", "monitor", "mode", "best", "last", "steps", "wall_s", "overrides"}
+KEYS = {"status", "error", "monitor", "mode", "best", "last", "steps", "test", "wall_s", "overrides"}
 
 
 def _task_in_process(overrides: list[str], out: Path):
@@ -58,6 +58,7 @@ def test_task_returns_the_best_monitored_value(tmp_path):
     assert res["status"] == "ok" and res["error"] is None and res["monitor"] == "val/loss" and res["mode"] == "min"
     assert isinstance(value, float) and value == res["best"] and res["best"] <= res["last"]
     assert res["steps"] > 0 and res["wall_s"] > 0 and "model=mlp_xor" in res["overrides"]
+    assert {"test/loss", "test/acc", "test/solved"} <= set(res["test"]) and 0 <= res["test"]["test/acc"] <= 1
 
 
 def test_task_without_checkpoint_returns_the_last_value(tmp_path):

@@ -16,6 +16,7 @@ from __future__ import annotations
 import argparse
 import fcntl
 import fnmatch
+import hashlib
 import json
 import os
 import platform
@@ -24,6 +25,7 @@ import shlex
 import statistics
 import subprocess
 import sys
+import tempfile
 import time
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
@@ -216,7 +218,8 @@ def merge(out: Path, recs: list[dict], readme: Path | None = None) -> None:
     """Replace `recs`' rows (by key) in `out`, keep the others, rewrite the table; under a lock (parts run at once).
     `readme`: also rewrite the short table between MARKS there."""
     out.parent.mkdir(parents=True, exist_ok=True)
-    with open(out.with_name(out.name + ".lock"), "w") as lock:
+    tag = hashlib.sha1(str(out.resolve()).encode()).hexdigest()[:12]  # one lock per table, outside the tree
+    with open(Path(tempfile.gettempdir()) / f"dlf-reproduce-{tag}.lock", "w") as lock:
         fcntl.flock(lock, fcntl.LOCK_EX)
         m = DATA.search(out.read_text()) if out.exists() else None
         rows = {r["key"]: r for r in json.loads(m.group(1))} if m else {}

@@ -253,8 +253,10 @@ def markdown(rows: list[dict]) -> str:
              "Written by `python scripts/reproduce.py --seeds 3` (XOR: 20 seeds; parts with `--families ...` merge "
              "into this file). Each row is the mean ± standard deviation over the seeds (1, 2, ...) of the test metric, "
              "from one Hydra multirun of the command shown; *wall* is the whole multirun (imports included) and the "
-             "mean per run. Published numbers: the MNIST-1D paper (Greydanus 2020), the adding problem's always-1 "
-             "baseline, PacGAN (Lin et al. 2018), scikit-learn's SVC on its digits. Do not edit: rerun the script.", "",
+             "mean per run (wall times depend on what else the machine was running; the metrics do not). The XOR course "
+             "rows are a batched plain loop over seeds 0-19 (scripts/bench_xor.py --course). Published numbers: the "
+             "MNIST-1D paper (Greydanus 2020), the adding problem's always-1 baseline, PacGAN (Lin et al. 2018), "
+             "scikit-learn's SVC on its digits. Do not edit: rerun the script.", "",
              "| experiment | result (mean ± std) | seeds | target | met | published | steps | wall (mean per run) "
              "| command |", "|---|---|---|---|---|---|---|---|---|"]
     for r in rows:

@@ -187,10 +187,14 @@ def run_row(row: Row, a, env: dict) -> dict:
 
 def run_course(a, env: dict) -> list[dict]:
     """The course's XOR exercise (GD on J = 1/2 sum, 2-5-1 sigmoid, N(0,1) weights) and the learning rates that solve
-    it: a plain batched loop over 20 seeds (scripts/bench_xor.py --course), not a train.py run."""
+    it: a plain batched loop over 20 seeds (scripts/xor_course.py), not a train.py run."""
     sys.path.insert(0, str(ROOT / "scripts"))
-    # TODO(lead): import course_gd from scripts/xor_course.py once helper bench's move lands on main.
-    from bench_xor import course_gd
+    try:
+        from xor_course import course_gd  # helper bench's move of bench_xor.py --course
+        cmd = "python scripts/xor_course.py (plain loop)"
+    except ImportError:  # TODO(lead): drop this fallback once scripts/xor_course.py is on main
+        from bench_xor import course_gd
+        cmd = "python scripts/bench_xor.py --course (plain loop)"
 
     out = []
     for alpha, steps in COURSE[:2] if a.quick else COURSE:
@@ -200,7 +204,7 @@ def run_course(a, env: dict) -> list[dict]:
         wall = time.monotonic() - t0
         med = f", median first step solved {statistics.median(first):,.0f}" if first else ""
         out.append({"key": f"xor_course_{alpha}_{steps}", "family": "xor", "name": f"XOR course exercise, GD α = "
-                    f"{alpha}, {steps:,} steps", "command": "python scripts/bench_xor.py --course (plain loop)",
+                    f"{alpha}, {steps:,} steps", "command": cmd,
                     "seeds": 20, "ok": 20, "errors": [], "metrics": [["solved", "text"]], "target": [],
                     "target_text": "report", "published": "—", "quick": a.quick, "text": f"{solved}/20 seeds{med}",
                     "values": {}, "steps": steps, "job_wall_s": wall / 20, "wall_s": wall, **env})
@@ -254,7 +258,7 @@ def markdown(rows: list[dict]) -> str:
              "into this file). Each row is the mean ± standard deviation over the seeds (1, 2, ...) of the test metric, "
              "from one Hydra multirun of the command shown; *wall* is the whole multirun (imports included) and the "
              "mean per run (wall times depend on what else the machine was running; the metrics do not). The XOR course "
-             "rows are a batched plain loop over seeds 0-19 (scripts/bench_xor.py --course). Published numbers: the "
+             "rows are a batched plain loop over seeds 0-19 (the course table's script). Published numbers: the "
              "MNIST-1D paper (Greydanus 2020), the adding problem's always-1 baseline, PacGAN (Lin et al. 2018), "
              "scikit-learn's SVC on its digits. Do not edit: rerun the script.", "",
              "| experiment | result (mean ± std) | seeds | target | met | published | steps | wall (mean per run) "

@@ -245,7 +245,8 @@ def short_table(rows: list[dict]) -> str:
     """README's table: experiment, result, target, published; the full rows are in docs/results.md."""
     lines = ["| experiment | result (mean ± std over seeds) | target | published |", "|---|---|---|---|"]
     for r in rows:
-        res = (r.get("text") or headline(r)) + f" ({r['seeds']} seeds)" * (not r.get("text"))
+        res = r.get("text") or headline(r)
+        res += "" if res.endswith("seeds") else f" ({r['seeds']} seeds)"
         mark = {"yes": " ✓", "**no**": " — **missed**"}.get(met(r), "")
         lines.append(f"| {r['name']} | {res} | {r['target_text']}{mark} | {r['published']} |".replace("\n", " "))
     return "\n".join(lines) + "\n"

@@ -153,6 +153,7 @@ def main(argv=None) -> int:
     ap.add_argument("--repeats", type=int, default=3, help="rounds of plain, floor, dlf after the warm-up")
     ap.add_argument("--compile", action="store_true", help="torch.compile the net(s) on every side (model.compile=true)")
     ap.add_argument("--precision", default="32-true", choices=["32-true", "bf16-mixed"])
+    ap.add_argument("--profile", choices=list(SIDES), help="cProfile that side's last round: top 30 by own time")
     ap.add_argument("--perturb-plain", action="store_true", help=argparse.SUPPRESS)  # tests: the check must fail
     a = ap.parse_args(argv)
     torch.set_num_threads(a.threads)
@@ -170,7 +171,15 @@ def main(argv=None) -> int:
         for r in range(a.repeats + 1):  # round 0 is the warm-up (imports, first allocations), not counted
             for side, fn in SIDES.items():
                 cfg = compose(name, steps if r else min(steps, 2 * SKIP + 3), Path(tmp) / f"{side}{r}", a)
-                t, loss = fn(name, cfg, steps if r else min(steps, 2 * SKIP + 3), a)
+                if r == a.repeats and a.profile == side:
+                    import cProfile
+                    import pstats
+
+                    prof = cProfile.Profile()
+                    t, loss = prof.runcall(fn, name, cfg, steps, a)
+                    pstats.Stats(prof).sort_stats("tottime").print_stats(30)
+                else:
+                    t, loss = fn(name, cfg, steps if r else min(steps, 2 * SKIP + 3), a)
                 if r:
                     times[side].append(t)
                     losses[side] = loss

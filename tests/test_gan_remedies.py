@@ -14,6 +14,7 @@ from conftest import make_cfg
 from dlf.errors import DlfError
 from dlf.nets.gan import build_gan_nets
 from dlf.nets.gan_loss import discriminator_loss, generator_loss
+from dlf.speed import model_config
 from dlf.train import run
 
 
@@ -37,7 +38,7 @@ def _system(overrides, tmp_path):
 
     cfg = make_cfg(["model=gan", "data=grid", *overrides], tmp_path)
     facts = GridDataModule(n_train=512, n_val=64, n_test=64).prepare()
-    return hydra.utils.instantiate(cfg.model, facts=facts)
+    return hydra.utils.instantiate(model_config(cfg.model), facts=facts)
 
 
 class _Recorder(torch.nn.Module):

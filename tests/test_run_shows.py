@@ -9,6 +9,7 @@ import lightning as L
 import pytest
 import torch
 from hydra.utils import instantiate
+from dlf.speed import model_config
 
 from conftest import make_cfg
 
@@ -20,7 +21,7 @@ def _xor_system(tmp_path, output_scale: float):
     dm = instantiate(cfg.data)
     facts = dm.prepare()
     opt = functools.partial(torch.optim.SGD, lr=0.0)  # a training epoch that leaves the weights as set
-    model = instantiate(cfg.model, _partial_=True)(facts=facts, optimizer=opt, scheduler=None)
+    model = instantiate(model_config(cfg.model), _partial_=True)(facts=facts, optimizer=opt, scheduler=None)
     hidden, out = model.net.linears
     with torch.no_grad():
         hidden.weight.copy_(torch.tensor([[20.0, 20.0], [20.0, 20.0]]))

@@ -49,13 +49,16 @@ def compose(name: str, steps: int, out: Path, a) -> object:
     from bench_workloads import WORKLOADS, steps_overrides
     from dlf.train import CONFIG_DIR
 
-    overrides = [*WORKLOADS[name][0], *steps_overrides(name, steps), "test=false", "trainer.accelerator=cpu",
+    accel = "gpu" if a.device == "cuda" else "cpu"
+    overrides = [*WORKLOADS[name][0], *steps_overrides(name, steps), "test=false", f"trainer.accelerator={accel}",
                  f"trainer.precision={a.precision}"]
-    if a.compile:
-        overrides.append("model.compile=true")
     with initialize_config_dir(str(CONFIG_DIR), version_base="1.3"):
         cfg = hydra_compose("train", overrides=overrides)
+    if a.compile and "compile" not in cfg.model:  # an older dlf
+        raise SystemExit(f"bench.py: the dlf in {CONFIG_DIR.parent} has no model.compile option: drop --compile")
     with open_dict(cfg):
+        if a.compile:
+            cfg.model.compile = True
         cfg.paths.output_dir = str(out)
         cfg.paths.data_dir = os.environ.get("DLF_DATA", str(ROOT / "data"))
         if name == "parity":  # Lightning's parity data (a bench-only data module; dlf has no such dataset)
@@ -78,15 +81,23 @@ def plain_side(name, cfg, steps, a) -> tuple[float, float]:
     if a.compile:
         for m in step.modules():
             m.compile()
+    for m in step.modules():
+        m.to(a.device)
     opts, scheds = step.optimizers()
     loader, starts, loss = dm.train_dataloader(), [], None
     while len(starts) < steps:
         for batch in loader:
-            starts.append(time.perf_counter())
-            loss = step.run(batch, opts, scheds)
+            starts.append(_sync(a.device))
+            loss = step.run(tuple(t.to(a.device) for t in batch), opts, scheds)
             if len(starts) == steps:
                 break
     return per_step(starts), float(loss)
+
+
+def _sync(device: str) -> float:
+    if device == "cuda":
+        torch.cuda.synchronize()
+    return time.perf_counter()
 
 
 def floor_side(name, cfg, steps, a) -> tuple[float, float]:
@@ -122,7 +133,7 @@ def floor_side(name, cfg, steps, a) -> tuple[float, float]:
             m.compile()
     floor = Floor()
     limits = {"max_epochs": 1} if name == "gan" else {"max_steps": steps, "max_epochs": -1}
-    trainer = L.Trainer(barebones=True, accelerator="cpu", devices=1, precision=a.precision,
+    trainer = L.Trainer(barebones=True, accelerator="gpu" if a.device == "cuda" else "cpu", devices=1, precision=a.precision,
                         gradient_clip_val=step.clip if name != "gan" else None, **limits)
     trainer.fit(floor, train_dataloaders=dm.train_dataloader())
     return per_step(floor.starts), float(floor.loss)
@@ -143,7 +154,36 @@ def dlf_side(name, cfg, steps, a) -> tuple[float, float]:
 SIDES = {"plain": plain_side, "floor": floor_side, "dlf": dlf_side}
 
 
-def main(argv=None) -> int:
+def measure(name: str, a) -> tuple[dict, dict]:
+    """Warm-up round, then --repeats rounds of plain, floor, dlf: ({side: median s/step}, {side: final loss}),
+    the per-round times in `a.rounds`."""
+    from bench_workloads import WORKLOADS
+
+    steps = a.steps or WORKLOADS[name][2]
+    times: dict[str, list[float]] = {s: [] for s in SIDES}
+    losses: dict[str, float] = {}
+    with tempfile.TemporaryDirectory() as tmp:
+        for r in range(a.repeats + 1):  # round 0 is the warm-up (imports, first allocations), not counted
+            n = steps if r else min(steps, 2 * SKIP + 3)
+            for side, fn in SIDES.items():
+                cfg = compose(name, n, Path(tmp) / f"{side}{r}", a)
+                if r == a.repeats and a.profile == side:
+                    import cProfile
+                    import pstats
+
+                    prof = cProfile.Profile()
+                    t, loss = prof.runcall(fn, name, cfg, n, a)
+                    pstats.Stats(prof).sort_stats(a.sort).print_stats(45)
+                else:
+                    t, loss = fn(name, cfg, n, a)
+                if r:
+                    times[side].append(t)
+                    losses[side] = loss
+    a.rounds = times
+    return {s: statistics.median(v) for s, v in times.items()}, losses
+
+
+def parser() -> argparse.ArgumentParser:
     from bench_workloads import WORKLOADS
 
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
@@ -153,41 +193,32 @@ def main(argv=None) -> int:
     ap.add_argument("--repeats", type=int, default=3, help="rounds of plain, floor, dlf after the warm-up")
     ap.add_argument("--compile", action="store_true", help="torch.compile the net(s) on every side (model.compile=true)")
     ap.add_argument("--precision", default="32-true", choices=["32-true", "bf16-mixed"])
-    ap.add_argument("--profile", choices=list(SIDES), help="cProfile that side's last round: top 30 by own time")
+    ap.add_argument("--device", default="cpu", choices=["cpu", "cuda"], help="cuda: not the GAN (scripts/gpu_check.py)")
+    ap.add_argument("--profile", choices=list(SIDES), help="cProfile that side's last round: top 45 by --sort")
+    ap.add_argument("--sort", default="cumulative", help="--profile's order: cumulative | tottime | ...")
     ap.add_argument("--perturb-plain", action="store_true", help=argparse.SUPPRESS)  # tests: the check must fail
-    a = ap.parse_args(argv)
-    torch.set_num_threads(a.threads)
+    return ap
+
+
+def quiet() -> None:
     warnings.filterwarnings("ignore")
     for n in ("lightning.pytorch", "lightning.fabric", "lightning"):
         logging.getLogger(n).setLevel(logging.ERROR)
+
+
+def main(argv=None) -> int:
+    a = parser().parse_args(argv)
+    torch.set_num_threads(a.threads)
+    quiet()
     import dlf
 
     name = a.workload
-    steps = a.steps or WORKLOADS[name][2]
+    med, losses = measure(name, a)
     tol = 2e-2 if a.compile or a.precision != "32-true" else 1e-4
-    times: dict[str, list[float]] = {s: [] for s in SIDES}
-    losses: dict[str, float] = {}
-    with tempfile.TemporaryDirectory() as tmp:
-        for r in range(a.repeats + 1):  # round 0 is the warm-up (imports, first allocations), not counted
-            for side, fn in SIDES.items():
-                cfg = compose(name, steps if r else min(steps, 2 * SKIP + 3), Path(tmp) / f"{side}{r}", a)
-                if r == a.repeats and a.profile == side:
-                    import cProfile
-                    import pstats
-
-                    prof = cProfile.Profile()
-                    t, loss = prof.runcall(fn, name, cfg, steps, a)
-                    pstats.Stats(prof).sort_stats("tottime").print_stats(30)
-                else:
-                    t, loss = fn(name, cfg, steps if r else min(steps, 2 * SKIP + 3), a)
-                if r:
-                    times[side].append(t)
-                    losses[side] = loss
-    med = {s: statistics.median(v) for s, v in times.items()}
     print(f"{name}: dlf from {Path(dlf.__file__).parent}, torch {torch.__version__}, {a.threads} thread(s), "
-          f"{steps} steps x {a.repeats} rounds, precision {a.precision}{', compiled' if a.compile else ''}")
+          f"{len(a.rounds['dlf'])} rounds, precision {a.precision}{', compiled' if a.compile else ''}, {a.device}")
     for s in SIDES:
-        print(f"  {s:5}: {med[s] * 1e3:8.3f} ms/step (rounds: {', '.join(f'{t * 1e3:.3f}' for t in times[s])}), "
+        print(f"  {s:5}: {med[s] * 1e3:8.3f} ms/step (rounds: {', '.join(f'{t * 1e3:.3f}' for t in a.rounds[s])}), "
               f"final loss {losses[s]:.6g}")
     ref = losses["plain"]
     bad = [s for s in SIDES if not abs(losses[s] - ref) <= tol * max(abs(ref), 1e-3)]

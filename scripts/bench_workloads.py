@@ -171,7 +171,7 @@ class Step:
         G, D = self.model.G, self.model.D
         (opt_d, opt_g), m = opts, len(x)
         with torch.no_grad(), self.autocast():
-            fake = G(torch.randn(m, self.model.latent_dim))
+            fake = G(torch.randn(m, self.model.latent_dim, device=x.device))
         with self.autocast():
             d_loss = -(F.logsigmoid(D(x)).mean() + F.logsigmoid(-D(fake)).mean())  # -(E log D(x) + E log(1-D(G(z))))
         opt_d.zero_grad()
@@ -180,7 +180,7 @@ class Step:
         scheds[0].step()
         D.requires_grad_(False)
         with self.autocast():
-            g_loss = -F.logsigmoid(D(G(torch.randn(m, self.model.latent_dim)))).mean()  # -E log D(G(z))
+            g_loss = -F.logsigmoid(D(G(torch.randn(m, self.model.latent_dim, device=x.device)))).mean()  # -E log D(G(z))
         opt_g.zero_grad()
         backward(g_loss)
         opt_g.step()

@@ -1,0 +1,50 @@
+"""Speed options through the real CLI: trainer.precision=bf16-mixed and model.compile=true (dlf.speed); their one-line
+errors where a family cannot take them are in the bad-input catalogue (compile-scratch, bf16-scratch)."""
+
+from __future__ import annotations
+
+import pytest
+from omegaconf import OmegaConf
+
+from cli_server import shared_server
+from conftest import make_cfg
+
+FAST = ["debug=fast", "trainer=cpu"]
+
+
+def test_bf16_mixed_trains_and_tests(tmp_path):
+    """A GAN (manual optimization: two optimizers, manual_backward) and a CNN under bf16-mixed: fit and test run."""
+    srv = shared_server()
+    for args in (["model=gan", "data.n_train=1024"], ["model=cnn1d"]):
+        r = srv.run([*args, *FAST, "trainer.precision=bf16-mixed"], cwd=tmp_path)
+        assert r.returncode == 0, r.stderr[-2000:]
+        assert "Test: " in r.stdout, r.stdout[-1000:]
+
+
+def test_compile_key_applies_torch_compile(tmp_path):
+    """model.compile=true compiles every net in place (G and D for the GAN); the default leaves them eager."""
+    from hydra.utils import instantiate
+
+    from dlf.speed import apply, model_config
+
+    for model, nets in (("gan", ("G", "D")), ("lstm", ("net", "head"))):
+        for flag in (False, True):
+            cfg = make_cfg([f"model={model}", f"model.compile={str(flag).lower()}"], tmp_path)
+            facts = instantiate(cfg.data).prepare() if model == "gan" else None
+            if facts is None:
+                from dlf.data.base import DataFacts
+
+                facts = DataFacts(name="s", kind="sequence", target="regression", input_shape=(5, 2), in_features=2)
+            system = instantiate(model_config(cfg.model), _partial_=True)(facts=facts)
+            assert "compile" not in OmegaConf.to_container(model_config(cfg.model))
+            apply(system, cfg)
+            for n in nets:
+                assert (getattr(system, n)._compiled_call_impl is not None) == flag, (model, n, flag)
+
+
+@pytest.mark.slow
+def test_compile_through_the_cli(tmp_path):
+    """torch.compile really runs (inductor on CPU): an XOR smoke run with model.compile=true fits and tests."""
+    r = shared_server().run(["model=mlp_xor", *FAST, "model.compile=true"], cwd=tmp_path)
+    assert r.returncode == 0, r.stderr[-2000:]
+    assert "Test: " in r.stdout

@@ -48,3 +48,28 @@ def test_compile_through_the_cli(tmp_path):
     r = shared_server().run(["model=mlp_xor", *FAST, "model.compile=true"], cwd=tmp_path)
     assert r.returncode == 0, r.stderr[-2000:]
     assert "Test: " in r.stdout
+
+
+def test_guard_fused_check_finds_a_bad_weight_and_passes_huge_ones():
+    """RunGuard's one-kernel check (max |t| over loss and weights) stops on a NaN or inf weight with a finite loss, as
+    the per-tensor check did, and lets finite weights near float32's limit pass (no overflow to a false alarm)."""
+    from types import SimpleNamespace
+
+    import torch
+
+    from dlf.callbacks.resilience import RunGuard
+    from dlf.errors import Diverged
+
+    trainer = SimpleNamespace(global_step=7, optimizers=[], callbacks=[], checkpoint_callback=None)
+    for value, bad in ((float("nan"), True), (float("inf"), True), (3e38, False)):
+        net = torch.nn.Linear(3, 2)
+        with torch.no_grad():
+            net.weight[1, 2] = value
+        guard = RunGuard()
+        if bad:
+            with pytest.raises(Diverged, match="at step 7: weight weight is no longer finite"):
+                guard.on_train_batch_end(trainer, net, {"loss": torch.tensor(0.5)}, None, 0)
+        else:
+            guard.on_train_batch_end(trainer, net, {"loss": torch.tensor(0.5)}, None, 0)
+    with pytest.raises(Diverged, match="the training loss is nan"):
+        RunGuard().on_train_batch_end(trainer, torch.nn.Linear(2, 2), {"loss": torch.tensor(float("nan"))}, None, 0)

@@ -112,6 +112,7 @@ def steps_overrides(name: str, steps: int) -> list[str]:
 def build(cfg):
     """Seed, data module, model: the same calls in the same order as dlf.train.run (so the same weights)."""
     from hydra.utils import instantiate
+    from omegaconf import open_dict
 
     torch.set_float32_matmul_precision("high")
     L.seed_everything(cfg.seed, workers=True, verbose=False)
@@ -119,7 +120,10 @@ def build(cfg):
     facts = dm.prepare()
     optimizer = instantiate(cfg.optimizer) if cfg.get("optimizer") else None
     scheduler = instantiate(cfg.scheduler) if cfg.get("scheduler") else None
-    model = instantiate(cfg.model, _partial_=True)(facts=facts, optimizer=optimizer, scheduler=scheduler)
+    model_cfg = cfg.model.copy()  # without model.compile (a run option, not a system argument; absent in older dlf)
+    with open_dict(model_cfg):
+        model_cfg.pop("compile", None)
+    model = instantiate(model_cfg, _partial_=True)(facts=facts, optimizer=optimizer, scheduler=scheduler)
     return dm, model, optimizer
 
 

@@ -40,7 +40,7 @@ import torch  # noqa: E402
 SKIP = 5  # first step intervals of a run left out of its median (allocations, first calls)
 
 
-def compose(name: str, steps: int, out: Path, a) -> object:
+def compose(name: str, steps: int, out: Path, a, side: str = "dlf") -> object:
     """dlf's config for the workload, as `python train.py <overrides>` composes it, sized to `steps` batches."""
     from hydra import compose as hydra_compose
     from hydra import initialize_config_dir
@@ -51,7 +51,7 @@ def compose(name: str, steps: int, out: Path, a) -> object:
 
     accel = "gpu" if a.device == "cuda" else "cpu"
     overrides = [*WORKLOADS[name][0], *steps_overrides(name, steps), "test=false", f"trainer.accelerator={accel}",
-                 f"trainer.precision={a.precision}"]
+                 f"trainer.precision={a.precision}", *(a.dlf_override if side == "dlf" else [])]
     with initialize_config_dir(str(CONFIG_DIR), version_base="1.3"):
         cfg = hydra_compose("train", overrides=overrides)
     if a.compile and "compile" not in cfg.model:  # an older dlf
@@ -166,7 +166,7 @@ def measure(name: str, a) -> tuple[dict, dict]:
         for r in range(a.repeats + 1):  # round 0 is the warm-up (imports, first allocations), not counted
             n = steps if r else min(steps, 2 * SKIP + 3)
             for side, fn in SIDES.items():
-                cfg = compose(name, n, Path(tmp) / f"{side}{r}", a)
+                cfg = compose(name, n, Path(tmp) / f"{side}{r}", a, side)
                 if r == a.repeats and a.profile == side:
                     import cProfile
                     import pstats
@@ -194,6 +194,8 @@ def parser() -> argparse.ArgumentParser:
     ap.add_argument("--compile", action="store_true", help="torch.compile the net(s) on every side (model.compile=true)")
     ap.add_argument("--precision", default="32-true", choices=["32-true", "bf16-mixed"])
     ap.add_argument("--device", default="cpu", choices=["cpu", "cuda"], help="cuda: not the GAN (scripts/gpu_check.py)")
+    ap.add_argument("--dlf-override", nargs="+", default=[], metavar="KEY=VALUE",
+                    help="extra overrides for dlf's side only (what a callback costs: callbacks.step_checkpoint=null)")
     ap.add_argument("--profile", choices=list(SIDES), help="cProfile that side's last round: top 45 by --sort")
     ap.add_argument("--sort", default="cumulative", help="--profile's order: cumulative | tottime | ...")
     ap.add_argument("--perturb-plain", action="store_true", help=argparse.SUPPRESS)  # tests: the check must fail

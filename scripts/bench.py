@@ -7,8 +7,8 @@ step in a minimal LightningModule under Trainer(barebones=True) (Lightning's flo
 Same net, data, optimizer, seed and number of steps on every side: the nets and batches are dlf's own, built as
 `dlf.train.run` builds them from the composed config that `python train.py <overrides>` uses; the plain loop and the
 floor run a hand-written step on them (scripts/bench_workloads.py). dlf's side is `dlf.train.run(cfg)` itself, with the
-user's callbacks, logger (TensorBoard), checkpoints, divergence guard and progress bar; only the test stage and the
-figures drawn after fit are off. After a warm-up run of each side, the sides alternate (plain, floor, dlf, plain, ...)
+user's callbacks, logger (TensorBoard), checkpoints, divergence guard and progress bar; only the test stage is off (the
+figures drawn after fit run but are not timed). After a warm-up run of each side, the sides alternate (plain, floor, dlf, plain, ...)
 for --repeats rounds. A side's time per step is the median interval between the starts of consecutive training steps
 (the first 5 are skipped); the line reports the median over rounds. ratio = dlf / plain, vs floor = dlf / floor.
 

@@ -37,6 +37,8 @@ if not os.environ.get("PYTHONPATH"):  # PYTHONPATH=<another checkout>/src measur
 
 import torch  # noqa: E402
 
+import bench_workloads  # noqa: E402
+
 SKIP = 5  # first step intervals of a run left out of its median (allocations, first calls)
 
 
@@ -97,7 +99,7 @@ def plain_side(name, cfg, steps, a) -> tuple[float, float]:
 def _sync(device: str) -> float:
     if device == "cuda":
         torch.cuda.synchronize()
-    return time.perf_counter()
+    return bench_workloads.CLOCK[0]()
 
 
 def floor_side(name, cfg, steps, a) -> tuple[float, float]:
@@ -121,7 +123,7 @@ def floor_side(name, cfg, steps, a) -> tuple[float, float]:
             return opts
 
         def training_step(self, batch, batch_idx):
-            self.starts.append(time.perf_counter())
+            self.starts.append(bench_workloads.CLOCK[0]())
             if self.automatic_optimization:
                 loss = step.loss_fn(model, batch)
                 self.loss = loss.detach()
@@ -159,6 +161,7 @@ def measure(name: str, a) -> tuple[dict, dict]:
     the per-round times in `a.rounds`."""
     from bench_workloads import WORKLOADS
 
+    bench_workloads.CLOCK[0] = time.process_time if getattr(a, "clock", "wall") == "cpu" else time.perf_counter
     steps = a.steps or WORKLOADS[name][2]
     times: dict[str, list[float]] = {s: [] for s in SIDES}
     losses: dict[str, float] = {}
@@ -171,7 +174,7 @@ def measure(name: str, a) -> tuple[dict, dict]:
                     import cProfile
                     import pstats
 
-                    prof = cProfile.Profile()
+                    prof = cProfile.Profile(bench_workloads.CLOCK[0])
                     t, loss = prof.runcall(fn, name, cfg, n, a)
                     pstats.Stats(prof).sort_stats(a.sort).print_stats(45)
                 else:
@@ -196,6 +199,8 @@ def parser() -> argparse.ArgumentParser:
     ap.add_argument("--device", default="cpu", choices=["cpu", "cuda"], help="cuda: not the GAN (scripts/gpu_check.py)")
     ap.add_argument("--dlf-override", nargs="+", default=[], metavar="KEY=VALUE",
                     help="extra overrides for dlf's side only (what a callback costs: callbacks.step_checkpoint=null)")
+    ap.add_argument("--clock", default="wall", choices=["wall", "cpu"],
+                    help="cpu: this process's CPU time per step (time.process_time), less sensitive to other load")
     ap.add_argument("--profile", choices=list(SIDES), help="cProfile that side's last round: top 45 by --sort")
     ap.add_argument("--sort", default="cumulative", help="--profile's order: cumulative | tottime | ...")
     ap.add_argument("--perturb-plain", action="store_true", help=argparse.SUPPRESS)  # tests: the check must fail
@@ -218,7 +223,8 @@ def main(argv=None) -> int:
     med, losses = measure(name, a)
     tol = 2e-2 if a.compile or a.precision != "32-true" else 1e-4
     print(f"{name}: dlf from {Path(dlf.__file__).parent}, torch {torch.__version__}, {a.threads} thread(s), "
-          f"{len(a.rounds['dlf'])} rounds, precision {a.precision}{', compiled' if a.compile else ''}, {a.device}")
+          f"{len(a.rounds['dlf'])} rounds, precision {a.precision}{', compiled' if a.compile else ''}, {a.device}, "
+          f"{a.clock} clock")
     for s in SIDES:
         print(f"  {s:5}: {med[s] * 1e3:8.3f} ms/step (rounds: {', '.join(f'{t * 1e3:.3f}' for t in a.rounds[s])}), "
               f"final loss {losses[s]:.6g}")

@@ -2,7 +2,8 @@
 # Every workload of scripts/bench.py, one at a time, on one thread; prints each workload's last line.
 #   scripts/bench_all.sh                                  # this checkout's dlf
 #   PYTHONPATH=<other checkout>/src scripts/bench_all.sh  # another dlf (e.g. an older main), same harness
-#   REPEATS=5 THREADS=2 scripts/bench_all.sh              # more rounds / threads; EXTRA="--precision bf16-mixed"
+#   REPEATS=5 THREADS=2 scripts/bench_all.sh              # more rounds / threads
+#   EXTRA="--clock cpu" scripts/bench_all.sh              # CPU time per step (a loaded machine); or "--precision bf16-mixed"
 # Measure on an idle machine; the steps below keep each workload to about a minute there.
 set -u
 cd "$(dirname "$0")/.."

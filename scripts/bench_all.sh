@@ -18,7 +18,8 @@ for spec in parity:150 xor:500 mlp:400 cnn:200 cnn1d:300 rnn:100 lstm:60 gan:500
   out=$($PY scripts/bench.py "$w" --threads "$THREADS" --steps "$steps" --repeats "$REPEATS" ${EXTRA:-} 2>/dev/null)
   rc=$?
   [ $rc -ne 0 ] && status=1
-  echo "${out##*$'\n'}"
+  last="${out##*$'\n'}"
+  echo "${last:-$w: failed (exit $rc; run python scripts/bench.py $w to see why)}"
 done
 uptime
 exit $status

@@ -162,7 +162,7 @@ def run(cfg: DictConfig, outcome: dict | None = None, prepared: dict | None = No
             outcome["best"] = _best_score(trainer, cfg.get("monitor"))
     metrics = {k: float(v) for k, v in trainer.callback_metrics.items()}
     if cfg.get("test", True):
-        best = trainer.checkpoint_callback.best_model_path if trainer.checkpoint_callback else ""
+        best = getattr(trainer.checkpoint_callback, "best_model_path", "")  # none with callbacks.model_checkpoint=null
         if cfg.get("train", True) and best:
             test_metrics = trainer.test(model, datamodule=datamodule, ckpt_path=best, weights_only=True, verbose=False)
         elif ckpt_path:  # train=false ckpt_path=...: evaluate that checkpoint

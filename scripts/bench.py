@@ -176,7 +176,7 @@ def measure(name: str, a) -> tuple[dict, dict]:
 
                     prof = cProfile.Profile(bench_workloads.CLOCK[0])
                     t, loss = prof.runcall(fn, name, cfg, n, a)
-                    pstats.Stats(prof).sort_stats(a.sort).print_stats(45)
+                    pstats.Stats(prof).sort_stats(a.sort).print_stats(120)
                 else:
                     t, loss = fn(name, cfg, n, a)
                 if r:
@@ -201,7 +201,7 @@ def parser() -> argparse.ArgumentParser:
                     help="extra overrides for dlf's side only (what a callback costs: callbacks.step_checkpoint=null)")
     ap.add_argument("--clock", default="wall", choices=["wall", "cpu"],
                     help="cpu: this process's CPU time per step (time.process_time), less sensitive to other load")
-    ap.add_argument("--profile", choices=list(SIDES), help="cProfile that side's last round: top 45 by --sort")
+    ap.add_argument("--profile", choices=list(SIDES), help="cProfile that side's last round: top 120 by --sort")
     ap.add_argument("--sort", default="cumulative", help="--profile's order: cumulative | tottime | ...")
     ap.add_argument("--perturb-plain", action="store_true", help=argparse.SUPPRESS)  # tests: the check must fail
     return ap

@@ -14,6 +14,7 @@ import lightning as L
 import torch
 import torchmetrics
 
+from dlf import lightning_internals as internals
 from dlf.data.base import DataFacts
 from dlf.errors import DlfError
 
@@ -53,9 +54,10 @@ class System(L.LightningModule):
         so uneven validation shares still give the mean over the whole split. Per-step training values stay local
         (no collective per step)."""
         if sync_dist is None:
-            many = self._trainer is not None and self.trainer.world_size > 1
+            trainer = internals.attached_trainer(self)
+            many = trainer is not None and trainer.world_size > 1
             on_epoch = kwargs.get("on_epoch")
-            sync_dist = many and (on_epoch if on_epoch is not None else self._current_fx_name != "training_step")
+            sync_dist = many and (on_epoch if on_epoch is not None else internals.current_hook(self) != "training_step")
         super().log(name, value, *args, sync_dist=sync_dist, **kwargs)
 
     def log_dict(self, dictionary, *args, sync_dist: bool | None = None, **kwargs) -> None:
@@ -105,8 +107,7 @@ class System(L.LightningModule):
         (every trainer.log_every_n_steps). Each self.log call costs Lightning about 1 ms on CPU, which on a small net
         is more than the step itself; skipping the calls whose values would be dropped anyway changes no logged number.
         The loss the step returns (checked for divergence, drawn by CostCurve) is unaffected."""
-        connector = getattr(self.trainer, "_logger_connector", None)
-        if connector is None or connector.should_update_logs:
+        if internals.logs_this_step(self.trainer):
             self.log(name, value, on_step=True, on_epoch=False, **kwargs)
 
     def log_loss_and_metric(self, stage: str, loss, name: str, metric) -> None:

@@ -24,6 +24,7 @@ from pathlib import Path
 
 import torch
 
+from dlf import lightning_internals as internals
 from dlf.data.base import DataFacts
 from dlf.errors import DlfError, require
 from dlf.metrics.modes import class_stats, mode_stats
@@ -126,7 +127,7 @@ class GANSystem(System):
         opt_g = (self.g_optimizer_factory or default)(self.G.parameters())
         if self.scheduler_factory is None:
             return [opt_d, opt_g]
-        batches = float(self.trainer.estimated_stepping_batches) if self._trainer is not None else 1.0
+        batches = float(self.trainer.estimated_stepping_batches) if internals.attached_trainer(self) is not None else 1.0
         if not math.isfinite(batches):
             raise DlfError("a learning-rate schedule for the GAN needs a finite run: set trainer.max_epochs")
         batches = int(batches)
@@ -185,7 +186,8 @@ class GANSystem(System):
 
     # ---- evaluation -------------------------------------------------------------------------------------------
     def setup(self, stage: str) -> None:
-        dm = getattr(self.trainer, "datamodule", None) if self._trainer is not None else None
+        trainer = internals.attached_trainer(self)
+        dm = getattr(trainer, "datamodule", None)
         if self._scorer or self.centres is not None or self.facts.target != "classes" or dm is None:
             return
         from dlf.metrics.classifier import load_or_train

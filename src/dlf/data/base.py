@@ -7,8 +7,8 @@ from dataclasses import asdict, dataclass, field
 import lightning as L
 import torch
 
-from dlf import lightning_internals as internals
 from dlf.errors import require
+from dlf.lightning_internals import fit_position as trainer_fit_position
 
 
 @dataclass
@@ -197,7 +197,7 @@ class InMemoryDataModule(L.LightningDataModule):
         """(epoch, batches trained in it) from the Trainer while fitting: exact at every checkpoint save (see
         dlf.lightning_internals.fit_position). A training loader's `position`; RunGuard also gives it to the loaders
         of data modules that override train_dataloader()."""
-        return internals.fit_position(getattr(self, "trainer", None))
+        return trainer_fit_position(getattr(self, "trainer", None))
 
     def val_dataloader(self):  # every sample exactly once over all ranks (shares differ by at most one)
         return TensorLoader(self.val, self.eval_batch_size, **self.shard())

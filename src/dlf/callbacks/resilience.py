@@ -24,6 +24,7 @@ import numpy as np
 import torch
 from lightning.pytorch.callbacks import Checkpoint
 
+from dlf import lightning_internals as internals
 from dlf.errors import Diverged, DlfError
 from dlf.faults import quiet_writer_threads, remove_stale_temps
 
@@ -181,9 +182,8 @@ class RunGuard(L.Callback):
         self.on_fit_start(trainer, pl_module)
         # Loaders of data modules that override train_dataloader() still take their position from the Trainer.
         dm = trainer.datamodule
-        pos = getattr(dm, "_fit_position", None)
-        loader = getattr(trainer.fit_loop, "_combined_loader", None)
-        for dl in (loader.flattened if loader is not None else []):
+        pos = getattr(dm, "fit_position", None)
+        for dl in internals.train_loaders(trainer):
             if pos is not None and hasattr(dl, "position") and dl.position is None:
                 dl.position = pos
 

@@ -7,7 +7,6 @@ import pytest
 from omegaconf import OmegaConf
 
 from cli_server import shared_server
-from conftest import make_cfg
 
 FAST = ["debug=fast", "trainer=cpu"]
 
@@ -21,7 +20,7 @@ def test_bf16_mixed_trains_and_tests(tmp_path):
         assert "Test: " in r.stdout, r.stdout[-1000:]
 
 
-def test_compile_key_applies_torch_compile(tmp_path):
+def test_compile_key_applies_torch_compile(tmp_path, make_cfg):
     """model.compile=true compiles every net in place (G and D for the GAN); the default leaves them eager."""
     from hydra.utils import instantiate
 

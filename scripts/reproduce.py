@@ -189,12 +189,9 @@ def run_course(a, env: dict) -> list[dict]:
     """The course's XOR exercise (GD on J = 1/2 sum, 2-5-1 sigmoid, N(0,1) weights) and the learning rates that solve
     it: a plain batched loop over 20 seeds (scripts/xor_course.py), not a train.py run."""
     sys.path.insert(0, str(ROOT / "scripts"))
-    try:
-        from xor_course import course_gd  # helper bench's move of bench_xor.py --course
-        cmd = "python scripts/xor_course.py (plain loop)"
-    except ImportError:  # TODO(lead): drop this fallback once scripts/xor_course.py is on main
-        from bench_xor import course_gd
-        cmd = "python scripts/bench_xor.py --course (plain loop)"
+    from xor_course import course_gd
+
+    cmd = "python scripts/xor_course.py (plain loop)"
 
     out = []
     for alpha, steps in COURSE[:2] if a.quick else COURSE:

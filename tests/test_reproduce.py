@@ -11,7 +11,7 @@ import sys
 
 import pytest
 
-from conftest import ROOT
+from cli_server import ROOT
 
 spec = importlib.util.spec_from_file_location("reproduce", ROOT / "scripts" / "reproduce.py")
 reproduce = importlib.util.module_from_spec(spec)

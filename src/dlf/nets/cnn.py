@@ -19,6 +19,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from dlf.checks import impl as check_impl
 from dlf.errors import DlfError, require
 from dlf.nets import conv_scratch as cs
 from dlf.nets.activations import ACTIVATIONS, TORCH_ACTIVATIONS
@@ -195,7 +196,7 @@ class CNN(nn.Module):
     def __init__(self, in_shape: Sequence[int], num_classes: int, impl: str = "torch", dims: int = 2,
                  blocks: Sequence = (), hidden: Sequence[int] = (), activation: str = "relu", dropout: float = 0.0):
         super().__init__()
-        require(impl in ("torch", "scratch"), f"model.net.impl={impl!r} is not known: choose torch or scratch")
+        check_impl(impl)
         require(len(blocks) > 0, "model.net.blocks is empty: give at least one conv block, e.g. [{filters: 16}]")
         hidden = list(hidden or [])
         require(all(isinstance(n, int) and n > 0 for n in hidden),

@@ -141,7 +141,7 @@ def _err(r) -> str:
         (["data=imagenet"], "unknown data 'imagenet': choose one of"),
         (["optimizer=lbfgs"], "unknown optimizer 'lbfgs': choose one of"),
         (["model.cost=???"], "missing required value 'model.cost'"),
-        (["optimizer.lr=0"], "optimizer.lr=0 must be a positive number"),
+        (["optimizer.lr=0"], "optimizer.lr=0.0 must be a positive number"),
         (["optimizer.lr=-0.1"], "optimizer.lr=-0.1 must be a positive number"),
         (["model=mlp", "data.batch_size=0"], "data.batch_size=0 must be a positive integer"),
         (["trainer=gpu"], "trainer=gpu asks for a CUDA GPU but none is visible"),

@@ -222,7 +222,8 @@ def building_from(config_path: str | Path):
 
 # Model keys that say where or how much to evaluate, not what the weights are: a checkpoint whose run set them otherwise
 # (or an older dlf whose default differed, e.g. the GAN scorer's cache path) still fits.
-NOT_ARCHITECTURE = frozenset({"classifier_cache", "n_eval", "eval_seed", "print_summary", "lr_table", "adam_betas"})
+NOT_ARCHITECTURE = frozenset({"classifier_cache", "n_eval", "eval_seed", "print_summary", "lr_table", "adam_betas",
+                              "compile"})
 
 
 def _first_difference(a: Any, b: Any, prefix: str = "model") -> str | None:
@@ -281,6 +282,8 @@ def load_system(path: str | Path, map_location: str = "cpu"):
     from hydra.utils import instantiate
     from omegaconf import OmegaConf
 
+    from dlf.speed import model_config
+
     path = Path(path)
     ckpt = read_checkpoint(path, map_location=map_location)
     run = run_dir_of(path)
@@ -291,7 +294,7 @@ def load_system(path: str | Path, map_location: str = "cpu"):
     check_compatible(ckpt, OmegaConf.to_container(cfg.model, resolve=False), path)
     with building_from(run / ".hydra" / "config.yaml"):
         facts = instantiate(cfg.data).prepare()
-        system = instantiate(cfg.model, _partial_=True)(facts=facts)
+        system = instantiate(model_config(cfg.model), _partial_=True)(facts=facts)
     missing, unexpected = system.load_state_dict(ckpt["state_dict"], strict=False)
     if missing or unexpected:
         raise DlfError(f"{path} does not fit {cfg.model._target_}: missing {list(missing)[:3]}, unexpected "

@@ -25,6 +25,7 @@ def load_gan(where: Path, ckpt: str = "best"):
     import dlf.train  # noqa: F401  (registers the dlf_pid resolver used in saved configs)
     from dlf.checkpoint import building_from, locate_run, read_checkpoint, saved_config
     from dlf.errors import require
+    from dlf.speed import model_config
 
     if ckpt in ("best", "last") or Path(where).is_file():
         run_dir, path = locate_run(where, ckpt)
@@ -42,7 +43,7 @@ def load_gan(where: Path, ckpt: str = "best"):
     with building_from(cfg_path):
         dm = instantiate(cfg.data)
         facts = dm.prepare()
-        model = instantiate(cfg.model, _partial_=True)(facts=facts, optimizer=None, scheduler=None)
+        model = instantiate(model_config(cfg.model), _partial_=True)(facts=facts, optimizer=None, scheduler=None)
     model.load_state_dict(state)
     return model.eval(), dm, run_dir
 

@@ -24,6 +24,7 @@ def load_model(path: str | Path):
 
     from dlf.checkpoint import building_from, locate_run, read_checkpoint, saved_config
     from dlf.data.base import DataFacts
+    from dlf.speed import model_config
 
     run_dir, ckpt_path = locate_run(path)  # a run dir (best.ckpt, else last.ckpt) or a checkpoint file in one
     cfg_path = run_dir / ".hydra" / "config.yaml"
@@ -36,7 +37,7 @@ def load_model(path: str | Path):
     require(facts.target == "next_token", f"{ckpt_path} is a model of data={facts.name}, not a language model: "
                                           "sample from a run trained with data=text")
     with building_from(cfg_path):
-        model = instantiate(cfg.model, _partial_=True)(facts=facts)
+        model = instantiate(model_config(cfg.model), _partial_=True)(facts=facts)
     model.load_state_dict(ckpt["state_dict"])
     return model.eval(), facts
 

@@ -80,7 +80,7 @@ def run(cfg: DictConfig, outcome: dict | None = None, prepared: dict | None = No
     import torch
     from hydra.utils import instantiate
 
-    from dlf import distributed  # [ddp]
+    from dlf import distributed, speed  # [ddp]
     from dlf.callbacks.resilience import RunGuard
     from dlf.checkpoint import AtomicCheckpointIO
     from dlf.console import say  # the run's report: console and train.log
@@ -98,7 +98,9 @@ def run(cfg: DictConfig, outcome: dict | None = None, prepared: dict | None = No
     optimizer = instantiate(cfg.optimizer) if cfg.get("optimizer") else None
     scheduler = instantiate(cfg.scheduler) if cfg.get("scheduler") else None
     # partial first, then call: hydra would turn the facts dataclass into a DictConfig if passed through instantiate
-    model = instantiate(cfg.model, _partial_=True)(facts=facts, optimizer=optimizer, scheduler=scheduler)
+    model = instantiate(speed.model_config(cfg.model), _partial_=True)(facts=facts, optimizer=optimizer,
+                                                                     scheduler=scheduler)
+    speed.apply(model, cfg)  # model.compile=true; precision/compile a family cannot take: one line
     _check_monitor(model, cfg.get("monitor"))
     recorded = None  # `monitor`'s last value as the checkpoint recorded it (a run resumed at its end validates nothing)
     if ckpt is not None:

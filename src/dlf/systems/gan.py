@@ -24,6 +24,7 @@ from pathlib import Path
 
 import torch
 
+from dlf import lightning_internals as internals
 from dlf.data.base import DataFacts
 from dlf.errors import DlfError, require
 from dlf.metrics.modes import class_stats, mode_stats
@@ -117,7 +118,7 @@ class GANSystem(System):
         opt_g = (self.g_optimizer_factory or default)(self.G.parameters())
         if self.scheduler_factory is None:
             return [opt_d, opt_g]
-        batches = float(self.trainer.estimated_stepping_batches) if self._trainer is not None else 1.0
+        batches = float(self.trainer.estimated_stepping_batches) if internals.attached_trainer(self) is not None else 1.0
         if not math.isfinite(batches):
             raise DlfError("a learning-rate schedule for the GAN needs a finite run: set trainer.max_epochs")
         batches = int(batches)
@@ -137,7 +138,7 @@ class GANSystem(System):
             raise DlfError("trainer.accumulate_grad_batches must be 1 for the GAN (manual optimization)")
         return []
 
-    def _step(self, opt, loss: torch.Tensor, sched) -> None:
+    def _optimize(self, opt, loss: torch.Tensor, sched) -> None:
         """Backpropagate `loss`, clip if asked, step `opt` and its scheduler."""
         opt.zero_grad()
         self.manual_backward(loss)
@@ -147,7 +148,7 @@ class GANSystem(System):
         if sched is not None:
             sched.step()
 
-    # ---- training ---------------------------------------------------------------------------------------------
+    # ---- training: manual, two optimizers (System.training_step is replaced, System.step serves val and test) -----
     def training_step(self, batch, batch_idx):
         x = batch[0]
         m = len(x)
@@ -159,7 +160,7 @@ class GANSystem(System):
         with torch.no_grad():
             fake = self.G(self.sample_z(m))
         d_loss = discriminator_loss(self.pack_d(x), self.pack_d(fake), self.impl)  # packs of model.pack samples
-        self._step(opt_d, d_loss, sched_d)
+        self._optimize(opt_d, d_loss, sched_d)
         self.untoggle_optimizer(opt_d)
         self.log_train_step("train/d_loss", d_loss.detach(), prog_bar=True)
 
@@ -168,7 +169,7 @@ class GANSystem(System):
             self.toggle_optimizer(opt_g)        # only theta_g takes gradients; D is frozen while the graph is built
             s_gen = self.pack_d(self.G(self.sample_z(m)))
             g_loss = generator_loss(s_gen, self.g_loss_kind, self.impl)
-            self._step(opt_g, g_loss, sched_g)
+            self._optimize(opt_g, g_loss, sched_g)
             self.untoggle_optimizer(opt_g)
             self.log_train_step("train/g_loss", g_loss.detach(), prog_bar=True)
             self.log_train_step("train/d_fake", torch.sigmoid(s_gen.detach()).mean())  # D(G(z)): near 0.5 at equilibrium
@@ -176,7 +177,8 @@ class GANSystem(System):
 
     # ---- evaluation -------------------------------------------------------------------------------------------
     def setup(self, stage: str) -> None:
-        dm = getattr(self.trainer, "datamodule", None) if self._trainer is not None else None
+        trainer = internals.attached_trainer(self)
+        dm = getattr(trainer, "datamodule", None)
         if self._scorer or self.centres is not None or self.facts.target != "classes" or dm is None:
             return
         from dlf.metrics.classifier import load_or_train
@@ -197,7 +199,8 @@ class GANSystem(System):
             names |= {f"{s}/{n}" for s in ("val", "test") for n in ("high_quality", "modes", "kl", "score")}
         return names
 
-    def _eval_step(self, batch, batch_idx: int, stage: str) -> None:
+    def step(self, batch, batch_idx: int, stage: str) -> torch.Tensor:
+        """A validation or test batch: D's loss on real data and on G's samples (training is training_step above)."""
         # The noise comes from its own generator (seeded by the batch), never from the global RNG that the training
         # step draws from: a validation must not shift the training noise, or a run resumed from a checkpoint written
         # before that validation would draw different z than the run left alone.
@@ -205,13 +208,9 @@ class GANSystem(System):
         gen = torch.Generator().manual_seed(self.eval_seed + 1 + batch_idx)
         z = self.sample_z(len(x), gen).to(x.device)
         s_real, s_fake = self.pack_d(x), self.pack_d(self.G(z))
-        self.log(f"{stage}/d_loss", discriminator_loss(s_real, s_fake), prog_bar=False)
-
-    def validation_step(self, batch, batch_idx):
-        self._eval_step(batch, batch_idx, "val")
-
-    def test_step(self, batch, batch_idx):
-        self._eval_step(batch, batch_idx, "test")
+        d_loss = discriminator_loss(s_real, s_fake)
+        self.log(f"{stage}/d_loss", d_loss, prog_bar=False)
+        return d_loss
 
     def score(self, samples: torch.Tensor, prefix: str) -> dict[str, float]:
         """Mode coverage of `samples`: against the mixture's centres (points) or by the classifier (images)."""

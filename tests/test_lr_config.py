@@ -13,7 +13,6 @@ import torch
 from hydra import compose, initialize_config_dir
 from omegaconf import OmegaConf
 
-from conftest import make_cfg
 from dlf.train import CONFIG_DIR, options, run
 
 PINS = json.loads((Path(__file__).parent / "data" / "optimizer_pins_ba4ec7b.json").read_text())["optimizer"]
@@ -57,7 +56,7 @@ def test_the_gan_reads_no_partials_keywords():
 
 
 @pytest.mark.parametrize("d_steps", [1, 2])
-def test_gan_schedules_end_at_zero_over_each_optimizers_own_steps(d_steps, tmp_path):
+def test_gan_schedules_end_at_zero_over_each_optimizers_own_steps(d_steps, tmp_path, make_cfg):
     """Both rates decay linearly to exactly 0 at the end of the run, D over its steps and G over its fewer ones."""
     cfg = make_cfg(["model=gan", f"model.d_steps={d_steps}", "data.batch_size=32", "model.n_eval=100", "logger=none",
                     "callbacks.gan_samples=null", "test=false"], tmp_path, fast=False)

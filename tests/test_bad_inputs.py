@@ -57,6 +57,11 @@ CASES = [
     ("monitor-mode", ["monitor_mode=maximum"], ["monitor_mode='maximum'", "min or max"]),
     ("monitor-not-a-metric-name", ["monitor=accuracy"], ["monitor='accuracy'", "monitor=val/loss"]),
     ("missing-value", ["optimizer.lr=???"], ["missing required value", "optimizer.lr"]),
+    ("unknown-impl", ["model.net.impl=numpy"], ["model.net.impl='numpy'", "torch or scratch"]),
+    # keys that moved (README, Changelog)
+    ("moved-lr-table", ["lr_table.adam=0.01"], ["'lr_table.adam'", "model.lr_table", "Changelog"]),
+    ("moved-lr-decay", ["model=gan", "model.lr_decay=none"], ["'model.lr_decay'", "scheduler=linear | none"]),
+    ("moved-key-in-a-config", ["+adam_betas=[0.5,0.999]"], ["adam_betas is no longer read", "model.adam_betas"]),
     # need the data or the model built (start-up, after imports)
     ("model-data-mismatch", [*XOR, "model.output=softmax"], ["model.output=softmax", "data=xor", "sigmoid"]),
     ("unknown-activation", [*XOR, "model.net.activation=swish"], ["swish"]),

@@ -41,10 +41,10 @@ def test_model_lr_table_feeds_every_optimizer_and_the_command_line_wins():
     with initialize_config_dir(str(CONFIG_DIR), version_base="1.3"):
         for opt in OPTIMIZERS:
             cfg = compose("train", overrides=["model=mlp_xor", f"optimizer={opt}"])
-            assert cfg.optimizer.lr == cfg.lr_table[opt]
+            assert cfg.optimizer.lr == cfg.model.lr_table.get(opt, cfg.optimizer.lr)
             partial = instantiate(cfg.optimizer)
             o = partial([torch.nn.Parameter(torch.zeros(1))])
-            assert o.param_groups[0]["lr"] == cfg.lr_table[opt]
+            assert o.param_groups[0]["lr"] == cfg.model.lr_table[opt]
         cfg = compose("train", overrides=["model=mlp_xor", "optimizer=adam", "optimizer.lr=0.3"])
         assert cfg.optimizer.lr == 0.3
 
@@ -140,7 +140,7 @@ def _err(r) -> str:
         (["data=imagenet"], "unknown data 'imagenet': choose one of"),
         (["optimizer=lbfgs"], "unknown optimizer 'lbfgs': choose one of"),
         (["model.cost=???"], "missing required value 'model.cost'"),
-        (["optimizer.lr=0"], "optimizer.lr=0 must be a positive number"),
+        (["optimizer.lr=0"], "optimizer.lr=0.0 must be a positive number"),
         (["optimizer.lr=-0.1"], "optimizer.lr=-0.1 must be a positive number"),
         (["model=mlp", "data.batch_size=0"], "data.batch_size=0 must be a positive integer"),
         (["trainer=gpu"], "trainer=gpu asks for a CUDA GPU but none is visible"),

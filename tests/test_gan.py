@@ -161,7 +161,7 @@ def test_mlp_model_refuses_the_ring(tmp_path, make_cfg):
 
 SMOKE = [["model=gan"], ["model=gan", "data=grid", "model.g_loss=minimax", "model.prior=uniform", "model.d_steps=2"],
          ["model=gan", "data=digits", "model.impl=scratch", "model.clip_grad_norm=1.0"], ["model=dcgan"],
-         ["model=gan", "optimizer=sgd", "model.lr_decay=none"], ["model=gan", "scheduler=linear"]]
+         ["model=gan", "optimizer=sgd", "scheduler=none"], ["model=gan", "scheduler=linear"]]
 
 
 @pytest.mark.parametrize("overrides", SMOKE, ids=lambda o: " ".join(o))

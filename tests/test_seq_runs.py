@@ -64,7 +64,7 @@ def test_lstm_learns_short_adding_problem(tmp_path, make_cfg):
         cfg.trainer.max_steps = 400
         cfg.trainer.val_check_interval = 200
         cfg.trainer.max_time = None
-        cfg.lr_table.adam = 0.003
+        cfg.model.lr_table.adam = 0.003
     m = run(cfg)
     assert m["test/mse"] < 0.05, m
 
@@ -74,7 +74,7 @@ def test_char_lm_beats_unigram_and_samples(tmp_path, capsys, make_cfg):
                     "model.net.hidden_size=64", "logger=none"], tmp_path, fast=False)
     with open_dict(cfg):
         cfg.trainer.max_epochs = 4  # 31 steps an epoch
-        cfg.lr_table.adam = 0.01
+        cfg.model.lr_table.adam = 0.01
     m = run(cfg)
     from dlf.data.text import TextDataModule
 

@@ -8,6 +8,7 @@
 - `locate_run`: (run dir, checkpoint) from a run dir or a checkpoint file in it, for dlf-sample and dlf-generate.
 - `building_from`: Hydra's errors while building from a saved run config (a tampered `_target_` that Hydra's target
   policy refuses, a missing class) become one DlfError line.
+- `saved_config`: a run dir's `.hydra/config.yaml`, with the keys older dlf versions wrote moved to where they live now.
 - `load_system`: rebuild a trained system from its run dir (config + data facts) for sampling/generation scripts.
 
 Every checkpoint dlf writes carries a `dlf` entry (see `dlf.callbacks.resilience.RunGuard`): the model config it was
@@ -221,7 +222,8 @@ def building_from(config_path: str | Path):
 
 # Model keys that say where or how much to evaluate, not what the weights are: a checkpoint whose run set them otherwise
 # (or an older dlf whose default differed, e.g. the GAN scorer's cache path) still fits.
-NOT_ARCHITECTURE = frozenset({"classifier_cache", "n_eval", "eval_seed", "print_summary", "lr_table", "compile"})
+NOT_ARCHITECTURE = frozenset({"classifier_cache", "n_eval", "eval_seed", "print_summary", "lr_table", "adam_betas",
+                              "compile"})
 
 
 def _first_difference(a: Any, b: Any, prefix: str = "model") -> str | None:
@@ -254,12 +256,33 @@ def check_compatible(ckpt: dict, model_cfg: dict, path: str | Path, overrides_hi
         raise DlfError(f"ckpt_path={path} does not match this model ({diff}): {fix}")
 
 
+def saved_config(run_dir: str | Path):
+    """The config a run dir records (<run dir>/.hydra/config.yaml), in today's layout. Runs of dlf 0.1 (before the
+    learning rates moved into the model config) wrote the model's rates as top-level `lr_table` and `adam_betas`: they
+    move to `model.lr_table` and `model.adam_betas`; their GAN's `model.lr_decay` is dropped (a schedule only matters
+    for training, and a resumed run composes its config afresh: model=gan selects scheduler=linear)."""
+    from omegaconf import OmegaConf, open_dict
+
+    cfg = OmegaConf.load(Path(run_dir) / ".hydra" / "config.yaml")
+    model = cfg.get("model")
+    if model is not None:
+        with open_dict(cfg):
+            for key in ("lr_table", "adam_betas"):
+                if key in cfg:
+                    value = cfg.pop(key)
+                    if key not in model:
+                        model[key] = value
+            model.pop("lr_decay", None)
+    return cfg
+
+
 def load_system(path: str | Path, map_location: str = "cpu"):
     """Rebuild the trained system of a dlf checkpoint: reads <run dir>/.hydra/config.yaml, prepares the data (for its
     facts), builds the system and loads the weights with weights_only=True. Returns the system in eval mode."""
     from hydra.utils import instantiate
-    from dlf.speed import model_config
     from omegaconf import OmegaConf
+
+    from dlf.speed import model_config
 
     path = Path(path)
     ckpt = read_checkpoint(path, map_location=map_location)
@@ -267,7 +290,7 @@ def load_system(path: str | Path, map_location: str = "cpu"):
     if run is None or not (run / ".hydra" / "config.yaml").is_file():
         raise DlfError(f"{path} is not inside a dlf run dir (<run dir>/checkpoints/*.ckpt next to <run dir>/.hydra/"
                        "config.yaml): pass a checkpoint from logs/<task>/runs/<run>/checkpoints/")
-    cfg = OmegaConf.load(run / ".hydra" / "config.yaml")
+    cfg = saved_config(run)
     check_compatible(ckpt, OmegaConf.to_container(cfg.model, resolve=False), path)
     with building_from(run / ".hydra" / "config.yaml"):
         facts = instantiate(cfg.data).prepare()

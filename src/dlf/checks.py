@@ -1,20 +1,51 @@
-"""Start-up checks of values every run has (seed, trainer limits, monitor, optimizer settings, checkpoint options).
+"""The start-up checks of a composed config: one small function per concern, run in order by `check_config` (the
+table `CHECKS`). They run once, in `dlf.train.prepare` (called by `dlf.cli.Startup` before Hydra makes a run dir) and
+before torch is imported (only the GPU and DDP checks import it, and only for a GPU or DDP run), so a typo costs a
+second, not a training run. Each failure is one `DlfError` line naming the value and the fix; the catalogue is
+docs/bad_inputs.md.
 
-They run in `dlf.train.validate`, before Hydra makes a run dir and before torch is imported, so a typo costs a second,
-not a training run. Each failure is one `DlfError` line naming the value and the fix. Family-specific checks live with
-the family (its system or data module) and run when those are built. The catalogue is docs/bad_inputs.md.
+The types of the keys that matter are declared in `dlf.schema` (dataclasses in Hydra's ConfigStore) and checked by
+Hydra as it composes; the checks here add what a type cannot say (ranges, one field against another), in the same
+words for the same key (`message`). They still take a value of any type: a config built in code
+(`OmegaConf.create`, `open_dict`) has no schema. Rules that need the data or the built model (a model that cannot
+take a dataset, a metric the model never logs) stay with the system or data module. A rule that also guards library use
+(a data module or net built without the CLI) is a function here that both call: `batch_size`, `impl`.
 """
 
 from __future__ import annotations
 
 import re
 
-from omegaconf import DictConfig
+from omegaconf import DictConfig, OmegaConf
 
 from dlf.errors import DlfError
 
 PRECISIONS = ("64", "64-true", "32", "32-true", "16", "16-mixed", "16-true", "bf16", "bf16-mixed", "bf16-true",
               "transformer-engine", "transformer-engine-float16")
+IMPLS = ("torch", "scratch")  # every family's twin: torch.nn / autograd, or the equations written out
+# Keys an older dlf read that live elsewhere now (README, Changelog): the old key -> where it went.
+MOVED = {"lr_table": "model.lr_table", "adam_betas": "model.adam_betas",
+         "model.lr_decay": "the scheduler group (scheduler=linear | none)"}
+
+
+# What a key must be and how to fix it: the words of the one-line error for a wrong type (the keys dlf.schema types,
+# caught by Hydra as it composes; dlf.cli.explain) and for a value out of range (the checks below) alike.
+RULES = {
+    "seed": ("an integer in [0, 2**32)", "set e.g. seed=42"),
+    "optimizer.lr": ("a positive number", "set e.g. optimizer.lr=0.01"),
+    "data.batch_size": ("a positive integer", "set e.g. data.batch_size=64"),
+    "trainer.max_epochs": ("an integer (-1: no limit)", "set e.g. trainer.max_epochs=10"),
+    "trainer.max_steps": ("an integer (-1: no limit)", "set e.g. trainer.max_steps=1000"),
+    "trainer.min_epochs": ("an integer >= 0", "set e.g. trainer.min_epochs=1"),
+    "trainer.check_val_every_n_epoch": ("a positive integer", "set e.g. trainer.check_val_every_n_epoch=1"),
+    "trainer.log_every_n_steps": ("a positive integer", "set e.g. trainer.log_every_n_steps=10"),
+}
+
+
+def message(key: str, value) -> str:
+    """The one line for `key` holding a bad `value` (its rule from RULES, else the key's type)."""
+    what, fix = RULES.get(key, ("of another type", f"see `python train.py --cfg job` for {key}'s value"))
+    return f"{key}={value!r} must be {what}: {fix}"
 
 
 def _is_int(v) -> bool:
@@ -34,42 +65,77 @@ def _int_at_least(v, low: int, name: str, example: str, none_ok: bool = False) -
         raise DlfError(f"{name}={v!r} must be {what}{extra}: set e.g. {name}={example}")
 
 
-def _check_limit(v, name: str) -> None:
-    """Lightning's limit_*_batches / overfit_batches: a fraction in [0, 1] or a whole number of batches >= 0."""
-    if v is None:
-        return
-    if not _is_num(v) or v < 0 or (isinstance(v, float) and v > 1.0):
-        raise DlfError(f"trainer.{name}={v!r} must be a fraction in [0, 1] or a number of batches >= 0: set e.g. "
-                       f"trainer.{name}=1.0")
+# ---- shared with library use (data modules, nets) -------------------------------------------------------------------
+def batch_size(v) -> None:
+    """data.batch_size: a positive integer (also checked where a loader is made, for data modules built in code)."""
+    if not _is_int(v) or v <= 0:
+        raise DlfError(message("data.batch_size", v))
 
 
-def validate_more(cfg: DictConfig) -> None:
-    seed = cfg.get("seed")
-    if not _is_int(seed) or not 0 <= seed < 2**32:
-        raise DlfError(f"seed={seed!r} must be an integer in [0, 2**32): set e.g. seed=42")
+def impl(v, key: str = "model.net.impl") -> None:
+    """A from-scratch twin or torch's own layers (also checked where a net or a GAN loss is built in code)."""
+    if v not in IMPLS:
+        raise DlfError(f"{key}={v!r} is not known: choose torch or scratch")
+
+
+# ---- the config checks, one per concern -----------------------------------------------------------------------------
+def resolves(cfg: DictConfig) -> None:
+    """Every value is given (no ???) and every ${...} resolves."""
+    from omegaconf.errors import InterpolationResolutionError, MissingMandatoryValue
+
+    try:
+        OmegaConf.to_container(cfg, resolve=True, throw_on_missing=True)
+    except MissingMandatoryValue as e:
+        key = getattr(e, "full_key", None) or str(e)
+        raise DlfError(f"missing required value '{key}': set it on the command line, e.g. {key}=<value>") from None
+    except InterpolationResolutionError as e:
+        key = getattr(e, "full_key", None) or "?"
+        first = (str(e).strip().splitlines() or [type(e).__name__])[0]
+        raise DlfError(f"cannot resolve {key}: {first}: fix the ${{...}} reference") from None
+
+
+def moved_keys(cfg: DictConfig) -> None:
+    """A key an older dlf read (e.g. a user's model config setting a top-level lr_table) would be ignored silently."""
+    for old, new in MOVED.items():
+        if OmegaConf.select(cfg, old, default=None) is not None:
+            raise DlfError(f"{old} is no longer read: it moved to {new} (README, Changelog): move it there")
+
+
+def seed(cfg: DictConfig) -> None:
+    s = cfg.get("seed")
+    if not _is_int(s) or not 0 <= s < 2**32:
+        raise DlfError(message("seed", s))
+
+
+def task_name(cfg: DictConfig) -> None:
     task = cfg.get("task_name")
     if not isinstance(task, str) or not re.fullmatch(r"[\w.\-]+", task):
         raise DlfError(f"task_name={task!r} names a folder under logs/: use letters, digits, '_', '-' or '.' only, "
                        "e.g. task_name=my_run")
+
+
+def train_and_test(cfg: DictConfig) -> None:
     for key in ("train", "test"):
         if not isinstance(cfg.get(key, True), bool):
             raise DlfError(f"{key}={cfg.get(key)!r} must be true or false: set {key}=true or {key}=false")
     if not cfg.get("train", True) and not cfg.get("test", True):
         raise DlfError("train=false and test=false leave nothing to do: set train=true or test=true")
+
+
+def monitor(cfg: DictConfig) -> None:
+    """monitor_mode and the form of monitor (whether the model logs it is checked once the model is built)."""
     mode = cfg.get("monitor_mode", "min")
     if mode not in ("min", "max"):
         raise DlfError(f"monitor_mode={mode!r} must be min or max: set monitor_mode=min (a loss) or max (an accuracy)")
-    monitor = cfg.get("monitor")
-    if monitor is not None and (not isinstance(monitor, str) or not re.fullmatch(r"(train|val|test)/\w[\w/.\-]*",
-                                                                                    monitor)):
-        raise DlfError(f"monitor={monitor!r} is not a metric name: metrics are named stage/name, e.g. monitor=val/loss "
+    m = cfg.get("monitor")
+    if m is not None and (not isinstance(m, str) or not re.fullmatch(r"(train|val|test)/\w[\w/.\-]*", m)):
+        raise DlfError(f"monitor={m!r} is not a metric name: metrics are named stage/name, e.g. monitor=val/loss "
                        "or monitor=val/acc")
-    _check_trainer(cfg.get("trainer") or {})
-    _check_optimizer(cfg.get("optimizer") or {})
-    _check_callbacks(cfg.get("callbacks") or {})
 
 
-def _check_trainer(t) -> None:
+def trainer_loop(cfg: DictConfig) -> None:
+    """How long and how often: epochs, steps, validation and logging cadence, batch limits, clipping."""
+    t = cfg.get("trainer") or {}
     _int_at_least(t.get("max_epochs"), -1, "trainer.max_epochs", "10", none_ok=True)
     _int_at_least(t.get("max_steps"), -1, "trainer.max_steps", "1000", none_ok=True)
     _int_at_least(t.get("min_epochs"), 0, "trainer.min_epochs", "1", none_ok=True)
@@ -80,18 +146,26 @@ def _check_trainer(t) -> None:
     _int_at_least(t.get("log_every_n_steps"), 1, "trainer.log_every_n_steps", "10", none_ok=True)
     _int_at_least(t.get("accumulate_grad_batches"), 1, "trainer.accumulate_grad_batches", "1", none_ok=True)
     for name in ("limit_train_batches", "limit_val_batches", "limit_test_batches", "overfit_batches"):
-        _check_limit(t.get(name), name)
+        v = t.get(name)  # Lightning's form: a fraction in [0, 1] or a whole number of batches >= 0
+        if v is not None and (not _is_num(v) or v < 0 or (isinstance(v, float) and v > 1.0)):
+            raise DlfError(f"trainer.{name}={v!r} must be a fraction in [0, 1] or a number of batches >= 0: set e.g. "
+                           f"trainer.{name}=1.0")
     clip = t.get("gradient_clip_val")
     if clip is not None and (not _is_num(clip) or clip < 0):
         raise DlfError(f"trainer.gradient_clip_val={clip!r} must be a number >= 0 (the largest gradient norm): set "
                        "e.g. trainer.gradient_clip_val=1.0, or null for no clipping")
+    det = t.get("deterministic")
+    if det is not None and not isinstance(det, bool) and det != "warn":
+        raise DlfError(f"trainer.deterministic={det!r} must be true, false or warn: set trainer.deterministic=true")
+
+
+def trainer_hardware(cfg: DictConfig) -> None:
+    """Precision, devices and accelerator as Lightning knows them (whether a GPU is there: `gpu_visible`)."""
+    t = cfg.get("trainer") or {}
     prec = t.get("precision")
     if prec is not None and str(prec) not in PRECISIONS:
         raise DlfError(f"trainer.precision={prec!r} is not a precision Lightning knows: use 32-true (CPU), or "
                        "16-mixed / bf16-mixed on a GPU")
-    det = t.get("deterministic")
-    if det is not None and not isinstance(det, bool) and det != "warn":
-        raise DlfError(f"trainer.deterministic={det!r} must be true, false or warn: set trainer.deterministic=true")
     dev = t.get("devices")
     listed = hasattr(dev, "__len__") and not isinstance(dev, str)
     if dev is not None and dev != "auto" and not listed and not (_is_int(dev) and (dev >= 1 or dev == -1)):
@@ -101,7 +175,12 @@ def _check_trainer(t) -> None:
         raise DlfError(f"trainer.accelerator={accel!r} is not known: use cpu, gpu or auto (or trainer=cpu|gpu|default)")
 
 
-def _check_optimizer(o) -> None:
+def optimizer(cfg: DictConfig) -> None:
+    """The learning rate and the optimizer's other settings, where the chosen optimizer has them."""
+    o = cfg.get("optimizer") or {}
+    lr = o.get("lr")
+    if lr is not None and (not _is_num(lr) or not lr > 0):
+        raise DlfError(message("optimizer.lr", lr))
     for key in ("momentum", "alpha", "dampening"):
         v = o.get(key)
         if v is not None and (not _is_num(v) or not 0 <= v <= 1):
@@ -120,8 +199,23 @@ def _check_optimizer(o) -> None:
                            "numbers in [0, 1): set e.g. optimizer.betas=[0.9,0.999]")
 
 
-def _check_callbacks(c) -> None:
-    for name, cb in c.items():
+def data(cfg: DictConfig) -> None:
+    d = cfg.get("data") or {}
+    if "batch_size" in d:
+        batch_size(d.batch_size)
+
+
+def impls(cfg: DictConfig) -> None:
+    """model.net.impl (every family's net) and model.impl (the GAN's loss): torch or scratch."""
+    for key in ("model.net.impl", "model.impl"):
+        v = OmegaConf.select(cfg, key, default=None)
+        if v is not None:
+            impl(v, key)
+
+
+def callbacks(cfg: DictConfig) -> None:
+    """The checkpoint callbacks' cadence and how many to keep."""
+    for name, cb in (cfg.get("callbacks") or {}).items():
         if not isinstance(cb, DictConfig) or not str(cb.get("_target_", "")).endswith(("ModelCheckpoint", "LastCheckpoint")):
             continue
         n = cb.get("every_n_train_steps")
@@ -130,3 +224,32 @@ def _check_callbacks(c) -> None:
         k = cb.get("save_top_k")
         if k is not None:
             _int_at_least(k, -1, f"callbacks.{name}.save_top_k", "1")
+
+
+def ddp(cfg: DictConfig) -> None:
+    """Many processes: set-ups that would hang or crash inside torch.distributed (dlf.distributed.check)."""
+    from dlf import distributed  # [ddp]
+
+    distributed.check(cfg)  # [ddp]
+
+
+def gpu_visible(cfg: DictConfig) -> None:
+    """trainer=gpu on a machine without CUDA (after `ddp`, which says it in DDP's terms)."""
+    accel = str((cfg.get("trainer") or {}).get("accelerator", "auto")).lower()
+    if accel in ("gpu", "cuda"):
+        import torch
+
+        if not torch.cuda.is_available():
+            raise DlfError("trainer=gpu asks for a CUDA GPU but none is visible here (torch.cuda.is_available() is "
+                           "False): use trainer=cpu, or trainer=default to pick the GPU only when there is one")
+
+
+# In order: a check may rely on the ones before it (values resolve first; DDP before the GPU check).
+CHECKS = (resolves, moved_keys, seed, task_name, train_and_test, monitor, trainer_loop, trainer_hardware,
+          optimizer, data, impls, callbacks, ddp, gpu_visible)
+
+
+def check_config(cfg: DictConfig) -> None:
+    """Run every check of CHECKS on the composed config (without the hydra node). See docs/bad_inputs.md."""
+    for check in CHECKS:
+        check(cfg)

@@ -24,6 +24,7 @@ from hydra.experimental.callback import Callback
 from omegaconf import DictConfig, open_dict, read_write
 
 import dlf.sweep  # noqa: F401 - registers the resolvers of the sweep config (dlf_job_dir, dlf_records)
+from dlf.checks import MOVED, message
 from dlf.errors import DlfError
 from dlf.train import CONFIG_DIR, _fail, _one_line, _root_cause, _task
 
@@ -118,9 +119,15 @@ def explain(e: BaseException) -> tuple[str, int]:
     if isinstance(e, OverrideParseException):
         return (f"cannot read the command line: {_one_line(e)}: write overrides as key=value (quote values with spaces "
                 "or brackets)"), 2
+    typed = _type_error(e)
+    if typed is not None:
+        return typed, 2
     m = re.search(r"Could not (?:override|delete from config\.) '([^']+)'", str(e))
     if isinstance(e, ConfigCompositionException) and m:
         key = m.group(1)
+        moved = next((new for old, new in MOVED.items() if key == old or key.startswith(old + ".")), None)
+        if moved is not None:
+            return f"unknown option '{key}': it moved to {moved} (README, Changelog): write the override there", 2
         group = key.split(".")[0]
         where = f" (the keys of {group} are in dlf/configs/{group}/)" if (CONFIG_DIR / group).is_dir() else ""
         return (f"unknown option '{key}'{where}: check its spelling (`python train.py --cfg job` prints every key), "
@@ -128,6 +135,24 @@ def explain(e: BaseException) -> tuple[str, int]:
     if isinstance(e, (HydraException, OmegaConfBaseException)):
         return f"bad configuration: {_one_line(e)}: check the spelling of the option and its value", 2
     return f"{type(cause).__name__}: {_one_line(cause)} (set HYDRA_FULL_ERROR=1 for the full traceback)", 1
+
+
+def _type_error(e: BaseException) -> str | None:
+    """A value of the wrong type for a key dlf.schema types (Hydra's ValidationError while composing): dlf's line."""
+    from omegaconf.errors import ValidationError
+
+    cause = e.__cause__ if isinstance(e.__cause__, ValidationError) else None
+    text = str(cause or e)
+    key = getattr(cause, "full_key", None) or (re.search(r"full_key: (\S+)", text) or [None, None])[1]
+    if cause is None and "ValidationError" not in text or not key:
+        return None
+    value = getattr(cause, "value", None) if cause is not None else None
+    if value is None:
+        found = re.search(r"Value '(.*)' of type '(\w+)'", text)
+        value = found.group(1) if found else "?"
+        if found and found.group(2) in ("int", "float"):
+            value = float(value) if found.group(2) == "float" else int(value)
+    return message(key, value)
 
 
 def cli() -> None:

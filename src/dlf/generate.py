@@ -20,12 +20,12 @@ def load_gan(where: Path, ckpt: str = "best"):
     """(model, datamodule, run dir) of a GAN run: `where` is its run dir (weights from checkpoints/<ckpt>.ckpt, or
     `ckpt` a path) or one of its checkpoint files."""
     from hydra.utils import instantiate
-    from dlf.speed import model_config
-    from omegaconf import OmegaConf, open_dict
+    from omegaconf import open_dict
 
     import dlf.train  # noqa: F401  (registers the dlf_pid resolver used in saved configs)
-    from dlf.checkpoint import building_from, locate_run, read_checkpoint
+    from dlf.checkpoint import building_from, locate_run, read_checkpoint, saved_config
     from dlf.errors import require
+    from dlf.speed import model_config
 
     if ckpt in ("best", "last") or Path(where).is_file():
         run_dir, path = locate_run(where, ckpt)
@@ -34,7 +34,7 @@ def load_gan(where: Path, ckpt: str = "best"):
         path = Path(ckpt)
         require(path.is_file(), f"checkpoint {path} not found: use --ckpt last, --ckpt best or --ckpt <path>")
     cfg_path = run_dir / ".hydra" / "config.yaml"
-    cfg = OmegaConf.load(cfg_path)
+    cfg = saved_config(run_dir)  # older runs' keys moved to today's places
     require("GANSystem" in str(cfg.model.get("_target_", "")),
             f"the run in {run_dir} trained {cfg.model.get('_target_')}, not a GAN: pass a model=gan or model=dcgan run")
     with open_dict(cfg):

@@ -21,15 +21,14 @@ from dlf.errors import DlfError, require
 def load_model(path: str | Path):
     """The trained SequenceSystem (eval mode, CPU) and its data facts."""
     from hydra.utils import instantiate
-    from dlf.speed import model_config
-    from omegaconf import OmegaConf
 
-    from dlf.checkpoint import building_from, locate_run, read_checkpoint
+    from dlf.checkpoint import building_from, locate_run, read_checkpoint, saved_config
     from dlf.data.base import DataFacts
+    from dlf.speed import model_config
 
     run_dir, ckpt_path = locate_run(path)  # a run dir (best.ckpt, else last.ckpt) or a checkpoint file in one
     cfg_path = run_dir / ".hydra" / "config.yaml"
-    cfg = OmegaConf.load(cfg_path)
+    cfg = saved_config(run_dir)  # older runs' keys moved to today's places
     ckpt = read_checkpoint(ckpt_path)
     require("dlf_facts" in ckpt, f"{ckpt_path} was not written by a dlf sequence model (no vocabulary in it)")
     f = dict(ckpt["dlf_facts"])

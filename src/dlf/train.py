@@ -14,6 +14,7 @@ from pathlib import Path
 from omegaconf import DictConfig, OmegaConf
 
 from dlf.errors import DlfError
+from dlf.schema import register as register_schemas
 
 CONFIG_DIR = Path(__file__).resolve().parent / "configs"  # shipped inside the package (pyproject package-data)
 GROUPS = ("data", "model", "optimizer", "scheduler", "trainer", "logger", "callbacks", "paths", "experiment", "debug")
@@ -21,52 +22,12 @@ GROUPS = ("data", "model", "optimizer", "scheduler", "trainer", "logger", "callb
 # ${dlf_pid:} in the run-dir pattern keeps two runs started in the same second apart; cached, so the workers of a
 # parallel launcher (joblib, submitit: other pids) write into the sweep dir the main process made.
 OmegaConf.register_new_resolver("dlf_pid", lambda: str(os.getpid()), replace=True, use_cache=True)
+register_schemas()  # schema/<name> in Hydra's ConfigStore: the typed keys the config files pull in (dlf.schema)
 
 
 def options(group: str) -> list[str]:
     """The option names of a config group (files in dlf/configs/<group>/)."""
     return sorted(p.stem for p in (CONFIG_DIR / group).glob("*.yaml"))
-
-
-def _positive(value, name: str, fix: str) -> None:
-    if value is None:
-        return
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or not value > 0:
-        raise DlfError(f"{name}={value!r} must be a positive number: {fix}")
-
-
-def validate(cfg: DictConfig) -> None:
-    """Start-up checks that need no data or model (and no torch import): missing values, types and ranges of the
-    seed, learning rate, batch size, trainer limits, monitor, accelerator. See docs/bad_inputs.md."""
-    from omegaconf.errors import InterpolationResolutionError, MissingMandatoryValue
-
-    try:
-        OmegaConf.to_container(cfg, resolve=True, throw_on_missing=True)
-    except MissingMandatoryValue as e:
-        key = getattr(e, "full_key", None) or str(e)
-        raise DlfError(f"missing required value '{key}': set it on the command line, e.g. {key}=<value>") from None
-    except InterpolationResolutionError as e:
-        key = getattr(e, "full_key", None) or "?"
-        raise DlfError(f"cannot resolve {key}: {_one_line(e)}: fix the ${{...}} reference") from None
-    if cfg.get("optimizer"):
-        _positive(cfg.optimizer.get("lr"), "optimizer.lr", "set e.g. optimizer.lr=0.01")
-    if cfg.get("data") and "batch_size" in cfg.data:
-        bs = cfg.data.batch_size
-        if isinstance(bs, bool) or not isinstance(bs, int) or bs <= 0:
-            raise DlfError(f"data.batch_size={bs!r} must be a positive integer: set e.g. data.batch_size=64")
-    from dlf.checks import validate_more
-
-    validate_more(cfg)
-    from dlf import distributed  # [ddp] one-line errors for DDP set-ups that would hang (before the GPU check below)
-
-    distributed.check(cfg)  # [ddp]
-    accel = str(cfg.trainer.get("accelerator", "auto")).lower()
-    if accel in ("gpu", "cuda"):
-        import torch
-
-        if not torch.cuda.is_available():
-            raise DlfError("trainer=gpu asks for a CUDA GPU but none is visible here (torch.cuda.is_available() is "
-                           "False): use trainer=cpu, or trainer=default to pick the GPU only when there is one")
 
 
 def _instantiate_all(section) -> list:
@@ -78,8 +39,9 @@ def _instantiate_all(section) -> list:
 
 
 def prepare(cfg: DictConfig) -> dict:
-    """The start-up checks, each done once: the config's values (`validate`, no torch), then for `ckpt_path` the file
-    (`last` -> the newest last.ckpt of the task), read with weights_only=True and checked against the model config.
+    """The start-up checks, each done once: the config's values (`dlf.checks.check_config`, no torch), then for
+    `ckpt_path` the file (`last` -> the newest last.ckpt of the task), read with weights_only=True and checked against
+    the model config.
     Returns {"ckpt_path", "ckpt", "run_dir"} (None where there is no checkpoint). `cfg` may hold the hydra node and
     no run dir yet (dlf.cli.Startup calls this before Hydra makes one)."""
     import copy
@@ -90,7 +52,9 @@ def prepare(cfg: DictConfig) -> dict:
     with open_dict(plain):
         plain.pop("hydra", None)
         plain.paths.output_dir = "<run dir>"  # not known yet; every other value must resolve
-    validate(plain)
+    from dlf.checks import check_config
+
+    check_config(plain)
     if not cfg.get("ckpt_path"):
         return {"ckpt_path": None, "ckpt": None, "run_dir": None}
     from dlf.checkpoint import check_compatible, read_checkpoint, resolve_ckpt_path, run_dir_of

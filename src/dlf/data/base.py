@@ -7,6 +7,7 @@ from dataclasses import asdict, dataclass, field
 import lightning as L
 import torch
 
+from dlf.checks import batch_size as check_batch_size
 from dlf.errors import require
 from dlf.lightning_internals import fit_position as trainer_fit_position
 
@@ -63,8 +64,6 @@ class TensorLoader:
 
     def __init__(self, tensors, batch_size: int, shuffle: bool = False, drop_last: bool = False,
                  seed: int = 0, repeats: int = 1, rank: int = 0, world_size: int = 1, equal_shares: bool = False):
-        require(batch_size is not None and int(batch_size) > 0,
-                f"data.batch_size={batch_size} must be a positive integer: set e.g. data.batch_size=64")
         n = len(tensors[0])
         require(all(len(t) == n for t in tensors), "all tensors of a dataset must have the same length")
         require(0 <= rank < world_size, f"rank {rank} is not in 0..{world_size - 1}")
@@ -148,8 +147,7 @@ class InMemoryDataModule(L.LightningDataModule):
 
     def __init__(self, batch_size: int = 64, seed: int = 0, eval_batch_size: int | None = None):
         super().__init__()
-        require(isinstance(batch_size, int) and batch_size > 0,
-                f"data.batch_size={batch_size!r} must be a positive integer: set e.g. data.batch_size=64")
+        check_batch_size(batch_size)
         self.batch_size = batch_size
         self.eval_batch_size = eval_batch_size or max(batch_size, 1024)
         self.seed = seed

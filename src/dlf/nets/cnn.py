@@ -19,6 +19,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from dlf.checks import impl as check_impl
 from dlf.errors import DlfError, require
 from dlf.nets import conv_scratch as cs
 from dlf.nets.activations import ACTIVATIONS, TORCH_ACTIVATIONS
@@ -41,43 +42,37 @@ def _fmt(p: tuple[int, int], dims: int) -> str:
 
 
 def plan(in_shape: Sequence[int], dims: int, blocks: Sequence) -> list[dict]:
-    """Check every block against the size of its input and work out each output size. Returns one dict per block."""
+    """The shape table: every block checked against the size of its input, and its output sizes worked out. One dict
+    per block, which ConvBlock builds from and CNN.summary prints. 1-D sizes are planned as 1 x L."""
     require(dims in (1, 2), f"model.net.dims={dims!r} must be 1 (signals) or 2 (images)")
     c, h, w = (in_shape[0], 1, in_shape[1]) if dims == 1 else tuple(in_shape)
     specs = []
-    for i, raw in enumerate(blocks):
-        b = {k: raw[k] for k in raw}
-        name = f"model.net.blocks[{i}]"
-        unknown = set(b) - BLOCK_KEYS
-        require(not unknown, f"{name} has unknown keys {sorted(unknown)}: use {sorted(BLOCK_KEYS)}")
-        filters = b.get("filters")
-        require(isinstance(filters, int) and filters > 0, f"{name}.filters={filters!r} must be a positive integer")
-        k = _pair(b.get("kernel", 3), dims, f"{name}.kernel")
-        s = _pair(b.get("stride", 1), dims, f"{name}.stride")
+    for i, b in enumerate(dict(raw) for raw in blocks):
+        name, unknown = f"model.net.blocks[{i}]", sorted(set(b) - BLOCK_KEYS)
+        require(not unknown, f"{name} has unknown keys {unknown}: use {sorted(BLOCK_KEYS)}")
+        f, padding, act, pool = b.get("filters"), b.get("padding", "zero"), b.get("activation", "relu"), b.get("pool")
+        require(isinstance(f, int) and f > 0, f"{name}.filters={f!r} must be a positive integer")
+        k, s = _pair(b.get("kernel", 3), dims, f"{name}.kernel"), _pair(b.get("stride", 1), dims, f"{name}.stride")
         require(min(k) >= 1, f"{name}.kernel={_fmt(k, dims)} must be at least 1")
         require(min(s) >= 1, f"{name}.stride={_fmt(s, dims)} leaves no output (the window must move by at least one "
                              "pixel): use stride >= 1")
-        padding = b.get("padding", "zero")
-        act = b.get("activation", "relu")
         require(act in ACTIVATIONS, f"{name}.activation={act!r} is not known: choose one of {', '.join(ACTIVATIONS)}")
-        if padding == "zero":
-            ph, pw = cs.zero_pads(h, k[0], s[0]), cs.zero_pads(w, k[1], s[1])
-        elif padding == "valid":
-            ph, pw = (0, 0), (0, 0)
-        elif isinstance(padding, int) and not isinstance(padding, bool) and padding >= 0:
-            ph, pw = ((0, 0) if dims == 1 else (padding, padding)), (padding, padding)
+        if padding == "zero":  # output = ceil(input / stride); an odd total puts the extra zero right/bottom
+            pads = (*cs.zero_pads(h, k[0], s[0]), *cs.zero_pads(w, k[1], s[1]))
+        elif padding == "valid" or (isinstance(padding, int) and not isinstance(padding, bool) and padding >= 0):
+            n = 0 if padding == "valid" else padding
+            pads = (0, 0, n, n) if dims == 1 else (n, n, n, n)  # (top, bottom, left, right)
         else:
             raise DlfError(f"{name}.padding={padding!r} is not known: choose zero, valid or a number of pixels")
-        padded = (h + sum(ph), w + sum(pw))
+        padded = (h + pads[0] + pads[1], w + pads[2] + pads[3])
         require(k[0] <= padded[0] and k[1] <= padded[1],
                 f"{name} (conv): kernel {_fmt(k, dims)} is larger than its input {_fmt((h, w), dims)} (padded "
                 f"{_fmt(padded, dims)}, padding {padding}): use a smaller kernel, padding=zero or fewer "
                 "downsampling layers before it")
-        oh, ow = cs.out_size(h, k[0], s[0], ph), cs.out_size(w, k[1], s[1], pw)
-        spec = dict(index=i, in_channels=c, filters=filters, kernel=k, stride=s, padding=padding,
-                    pads=(*ph, *pw), activation=act, conv_out=(filters, oh, ow), pool=None)
-        h, w, c = oh, ow, filters
-        pool = b.get("pool")
+        h, w = cs.out_size(h, k[0], s[0], pads[:2]), cs.out_size(w, k[1], s[1], pads[2:])  # floor((n+p-k)/s) + 1
+        spec = dict(index=i, in_channels=c, filters=f, kernel=k, stride=s, padding=padding, pads=pads,
+                    activation=act, conv_out=(f, h, w), pool=None)
+        c = f
         if pool is not None:
             require(pool in ("max", "avg"), f"{name}.pool={pool!r} is not known: choose max, avg or null")
             pk = _pair(b.get("pool_size", 2), dims, f"{name}.pool_size")
@@ -195,7 +190,7 @@ class CNN(nn.Module):
     def __init__(self, in_shape: Sequence[int], num_classes: int, impl: str = "torch", dims: int = 2,
                  blocks: Sequence = (), hidden: Sequence[int] = (), activation: str = "relu", dropout: float = 0.0):
         super().__init__()
-        require(impl in ("torch", "scratch"), f"model.net.impl={impl!r} is not known: choose torch or scratch")
+        check_impl(impl)
         require(len(blocks) > 0, "model.net.blocks is empty: give at least one conv block, e.g. [{filters: 16}]")
         hidden = list(hidden or [])
         require(all(isinstance(n, int) and n > 0 for n in hidden),
@@ -235,40 +230,30 @@ class CNN(nn.Module):
         return self.head(x)
 
     def summary(self) -> str:
-        """The layer-by-layer table printed at start-up: what each layer does and the shape it hands on."""
-        def shape(t):
-            return "x".join(str(d) for d in ((t[0], t[2]) if self.dims == 1 else t))
-
-        def count(m):
-            return sum(p.numel() for p in m.parameters())
-
-        rows = [("input", "", shape((self.in_shape[0], 1, self.in_shape[1])) if self.dims == 1
-                 else shape(self.in_shape), "")]
+        """The shape table printed at start-up (by dlf.callbacks.summary): each layer, what it does, the shape it hands
+        on and its parameter count."""
+        d, count = self.dims, lambda m: str(sum(p.numel() for p in m.parameters()))
+        shape = lambda t: "x".join(map(str, (t[0], t[2]) if d == 1 else t))  # noqa: E731
+        rows = [("layer", "what", "output", "params"),
+                ("input", "", shape((self.in_shape[0], 1, self.in_shape[1]) if d == 1 else self.in_shape), "")]
         for sp, blk in zip(self.specs, self.blocks):
-            i, d = sp["index"], self.dims
             pad = sp["padding"] if isinstance(sp["padding"], str) else f"{sp['padding']} px"
-            what = (f"conv {_fmt(sp['kernel'], d)} x {sp['filters']} filters, stride {_fmt(sp['stride'], d)}, "
-                    f"padding {pad}")
             if sp["padding"] == "zero" and any(sp["pads"]):
-                p = sp["pads"][2:] if d == 1 else sp["pads"]
-                what += f" {tuple(p)}"
-            rows.append((f"blocks.{i}.conv", what + f", {sp['activation']}", shape(sp["conv_out"]), str(count(blk.conv))))
+                pad += f" {tuple(sp['pads'][2:] if d == 1 else sp['pads'])}"
+            rows.append((f"blocks.{sp['index']}.conv", f"conv {_fmt(sp['kernel'], d)} x {sp['filters']} filters, stride "
+                         f"{_fmt(sp['stride'], d)}, padding {pad}, {sp['activation']}", shape(sp["conv_out"]),
+                         count(blk.conv)))
             if sp["pool"]:
-                rows.append((f"blocks.{i}.pool", f"{sp['pool']} pool {_fmt(sp['pool_size'], d)}, stride "
+                rows.append((f"blocks.{sp['index']}.pool", f"{sp['pool']} pool {_fmt(sp['pool_size'], d)}, stride "
                              f"{_fmt(sp['pool_stride'], d)}", shape(sp["pool_out"]), "0"))
-        for j, m in enumerate(self.head):
-            if isinstance(m, nn.Flatten):
-                rows.append(("head.flatten", "flatten", str(self.head[j + 1].in_features), "0"))
-            elif isinstance(m, nn.Linear):
-                rows.append((f"head.{j}", f"linear {m.in_features} -> {m.out_features}", str(m.out_features),
-                             str(count(m))))
-        widths = [max(len(r[k]) for r in rows + [("layer", "what", "output", "params")]) for k in range(4)]
-        line = lambda r: "  ".join(v.ljust(wd) for v, wd in zip(r, widths)).rstrip()  # noqa: E731
-        out = [f"CNN ({self.dims}-D, impl={self.impl}): {count(self):,} parameters", line(("layer", "what", "output",
-                                                                                            "params"))]
-        out.append("-" * len(out[-1]))
-        out += [line(r) for r in rows]
-        return "\n".join(out)
+        linears = [(j, m) for j, m in enumerate(self.head) if isinstance(m, nn.Linear)]
+        rows.append(("head.flatten", "flatten", str(linears[0][1].in_features), "0"))
+        rows += [(f"head.{j}", f"linear {m.in_features} -> {m.out_features}", str(m.out_features), count(m))
+                 for j, m in linears]
+        widths = [max(len(r[k]) for r in rows) for k in range(4)]
+        lines = ["  ".join(v.ljust(wd) for v, wd in zip(r, widths)).rstrip() for r in rows]
+        return "\n".join([f"CNN ({d}-D, impl={self.impl}): {int(count(self)):,} parameters", lines[0],
+                          "-" * len(lines[0]), *lines[1:]])
 
 
 def build_cnn(in_shape: Sequence[int], num_classes: int, impl: str = "torch", dims: int = 2, blocks: Sequence = (),

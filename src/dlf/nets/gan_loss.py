@@ -21,6 +21,7 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
+from dlf.checks import impl as check_impl
 from dlf.errors import require
 from dlf.nets.activations import sigmoid
 
@@ -72,4 +73,4 @@ def generator_loss(s_fake: torch.Tensor, kind: str = "non_saturating", impl: str
 
 def check(kind: str, impl: str) -> None:
     require(kind in G_LOSSES, f"model.g_loss={kind!r} is not known: choose minimax or non_saturating")
-    require(impl in ("torch", "scratch"), f"model.impl={impl!r} is not known: choose torch or scratch")
+    check_impl(impl, "model.impl")

@@ -15,6 +15,7 @@ from collections.abc import Sequence
 import torch
 from torch import nn
 
+from dlf.checks import impl as check_impl
 from dlf.errors import require
 from dlf.nets.activations import ACTIVATIONS, TORCH_ACTIVATIONS
 
@@ -128,5 +129,5 @@ def build_mlp(in_features: int, out_features: int, impl: str = "torch", hidden: 
               activation: str = "sigmoid", init: str = "normal") -> nn.Module:
     """The MLP the config asks for: impl=torch (autograd) or impl=scratch (hand-written backprop)."""
     impls = {"torch": TorchMLP, "scratch": ScratchMLP}
-    require(impl in impls, f"model.net.impl={impl!r} is not known: choose torch or scratch")
+    check_impl(impl)
     return impls[impl](in_features, out_features, hidden=hidden, activation=activation, init=init)

@@ -16,13 +16,15 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from dlf.checks import impl as check_impl
 from dlf.errors import require
 
 INIT_STATES = ("zeros", "random")
 
 
 def check_options(in_features, hidden_size, num_layers, dropout, init_state, impl=None):
-    require(impl is None or impl in ("torch", "scratch"), f"model.net.impl={impl!r} is not known: choose torch or scratch")
+    if impl is not None:
+        check_impl(impl)
     require(isinstance(hidden_size, int) and hidden_size > 0,
             f"model.net.hidden_size={hidden_size!r} must be a positive integer, e.g. 128")
     require(isinstance(num_layers, int) and num_layers > 0,

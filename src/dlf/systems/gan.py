@@ -39,22 +39,17 @@ class GANSystem(System):
 
     def __init__(self, net: Callable, facts: DataFacts, latent_dim: int = 2, prior: str = "normal",
                  g_loss: str = "non_saturating", d_steps: int = 1, impl: str = "torch", output: str = "auto",
-                 lr_decay: str = "none",
                  d_optimizer: Callable | None = None, g_optimizer: Callable | None = None,
                  clip_grad_norm: float | None = None, n_eval: int = 2500, eval_seed: int = 1234,
                  n_sigma: float = 3.0, classifier_cache: str | None = None, pack: int = 1,
                  spectral_norm: bool = False, data_scale: float | str = "auto",
-                 optimizer: Callable | None = None, scheduler: Callable | None = None):
-        super().__init__(facts, optimizer, scheduler)
+                 optimizer: Callable | None = None, scheduler: Callable | None = None,
+                 lr_table: dict | None = None, adam_betas: list | None = None):
+        super().__init__(facts, optimizer, scheduler, lr_table, adam_betas)
         self.automatic_optimization = False
         check(g_loss, impl)
         require(prior in PRIORS, f"model.prior={prior!r} is not known: choose normal (N(0,1)) or uniform (U(-1,1))")
         require(isinstance(d_steps, int) and d_steps >= 1, f"model.d_steps={d_steps!r} must be an integer >= 1")
-        require(lr_decay in ("linear", "none"), f"model.lr_decay={lr_decay!r} is not known: choose linear or none")
-        if scheduler is None and lr_decay == "linear":  # the same as scheduler=linear, sized to this run
-            scheduler = functools.partial(torch.optim.lr_scheduler.LinearLR, start_factor=1.0, end_factor=0.0,
-                                          total_iters=-1)
-            self.scheduler_factory = scheduler
         require(clip_grad_norm is None or clip_grad_norm > 0,
                 f"model.clip_grad_norm={clip_grad_norm!r} must be positive or null")
         require(isinstance(n_eval, int) and n_eval > 0, f"model.n_eval={n_eval!r} must be a positive integer")
@@ -113,13 +108,9 @@ class GANSystem(System):
 
     # ---- optimizers -------------------------------------------------------------------------------------------
     def _scheduler(self, opt, n_steps: int):
-        f = self.scheduler_factory
-        if f is None:
-            return None
-        kw = getattr(f, "keywords", {})
-        if isinstance(f, functools.partial) and "total_iters" in kw and not (kw["total_iters"] or 0) > 0:
-            return f(opt, total_iters=max(1, n_steps))  # scheduler=linear over this optimizer's own steps
-        return f(opt)
+        """One optimizer's schedule, spanning that optimizer's own `n_steps` in this run: the GAN passes total_iters
+        itself (Lightning's trainer.max_steps counts the steps of both optimizers, so it sizes neither schedule)."""
+        return self.scheduler_factory(opt, total_iters=max(1, n_steps))
 
     def configure_optimizers(self):
         default = self.optimizer_factory or functools.partial(torch.optim.Adam, lr=2e-4, betas=(0.5, 0.999))

@@ -122,9 +122,10 @@ def build(cfg):
     facts = dm.prepare()
     optimizer = instantiate(cfg.optimizer) if cfg.get("optimizer") else None
     scheduler = instantiate(cfg.scheduler) if cfg.get("scheduler") else None
-    model_cfg = cfg.model.copy()  # without model.compile (a run option, not a system argument; absent in older dlf)
+    model_cfg = cfg.model.copy()  # without the keys no system takes (dlf.speed.KEYS; absent in older dlf)
     with open_dict(model_cfg):
-        model_cfg.pop("compile", None)
+        for key in ("compile", "lr_table", "adam_betas"):
+            model_cfg.pop(key, None)
     model = instantiate(model_cfg, _partial_=True)(facts=facts, optimizer=optimizer, scheduler=scheduler)
     return dm, model, optimizer
 

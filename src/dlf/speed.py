@@ -12,11 +12,12 @@ from omegaconf import DictConfig, open_dict
 
 from dlf.errors import DlfError
 
-KEYS = ("compile",)  # model.<key>s that are options of the run, not of the system
+KEYS = ("compile", "lr_table", "adam_betas")  # model.<key>s no system constructor takes: an option of the run
+# (compile), the model's preferred optimizer settings that the optimizer configs read (${oc.select:model.lr_table.adam,..})
 
 
 def model_config(model_cfg: DictConfig) -> DictConfig:
-    """cfg.model without the speed keys (what the system's constructor takes)."""
+    """cfg.model without KEYS: what the system's constructor takes."""
     if not any(k in model_cfg for k in KEYS):
         return model_cfg
     out = model_cfg.copy()

@@ -111,6 +111,8 @@ def run(cfg: DictConfig, outcome: dict | None = None, prepared: dict | None = No
     guard = RunGuard(meta={"model": OmegaConf.to_container(cfg.model, resolve=False), "task_name": cfg.task_name,
                            "data": facts.name, "run_dir": str(cfg.paths.output_dir)})
     callbacks = [guard, *_instantiate_all(cfg.get("callbacks"))]
+    if not cfg.trainer.get("enable_progress_bar", True):  # Lightning refuses a progress bar callback when it is off
+        callbacks = [c for c in callbacks if not isinstance(c, L.pytorch.callbacks.ProgressBar)]
     loggers = _instantiate_all(cfg.get("logger"))
     plugins = list(cfg.trainer.get("plugins") or []) + [AtomicCheckpointIO()]
     trainer = instantiate(cfg.trainer, callbacks=callbacks, logger=loggers if loggers else False, plugins=plugins,

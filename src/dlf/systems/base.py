@@ -31,14 +31,11 @@ def accuracy(num_classes: int | None = None) -> torchmetrics.Metric:
 
 class System(L.LightningModule):
     """Base LightningModule. `optimizer` and `scheduler` are partials from configs/optimizer and configs/scheduler;
-    `facts` are the data module's DataFacts. Subclasses say which data kinds they accept (ACCEPTS). `lr_table` and
-    `adam_betas` are the model's preferred optimizer settings (model.lr_table, model.adam_betas): the optimizer
-    configs read them from the model config (`${oc.select:model.lr_table.adam,0.001}`); the system only keeps them."""
+    `facts` are the data module's DataFacts. Subclasses say which data kinds they accept (ACCEPTS)."""
 
     ACCEPTS: tuple[str, ...] = ()  # DataFacts.kind values this family can take
 
-    def __init__(self, facts: DataFacts, optimizer: Callable | None = None, scheduler: Callable | None = None,
-                 lr_table: dict | None = None, adam_betas: list | None = None):
+    def __init__(self, facts: DataFacts, optimizer: Callable | None = None, scheduler: Callable | None = None):
         super().__init__()
         if self.ACCEPTS and facts.kind not in self.ACCEPTS:
             raise DlfError(f"model {type(self).__name__} cannot take data={facts.name} (its samples are "
@@ -46,7 +43,6 @@ class System(L.LightningModule):
         self.facts = facts
         self.optimizer_factory = optimizer
         self.scheduler_factory = scheduler
-        self.lr_table, self.adam_betas = dict(lr_table or {}), adam_betas
         self._epoch_metrics: dict[str, tuple] = {}  # "stage/name" -> (torchmetrics Metric, prog_bar)
         # one sample of zeros: Lightning's model summary measures FLOPs and in/out sizes on it (else a column of 0s)
         self.example_input_array = torch.zeros(1, *facts.input_shape,

@@ -38,9 +38,8 @@ class CNNSystem(System):
     ACCEPTS = ("image", "sequence")
 
     def __init__(self, net: Callable, facts: DataFacts, optimizer: Callable | None = None,
-                 scheduler: Callable | None = None, print_summary: bool = True, augment_shift: int = 0,
-                 lr_table: dict | None = None, adam_betas: list | None = None):
-        super().__init__(facts, optimizer, scheduler, lr_table, adam_betas)
+                 scheduler: Callable | None = None, print_summary: bool = True, augment_shift: int = 0):
+        super().__init__(facts, optimizer, scheduler)
         require(isinstance(augment_shift, int) and augment_shift >= 0,
                 f"model.augment_shift={augment_shift!r} must be a whole number of pixels >= 0 (0: no augmentation)")
         self.augment_shift = augment_shift

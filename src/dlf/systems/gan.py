@@ -43,9 +43,8 @@ class GANSystem(System):
                  clip_grad_norm: float | None = None, n_eval: int = 2500, eval_seed: int = 1234,
                  n_sigma: float = 3.0, classifier_cache: str | None = None, pack: int = 1,
                  spectral_norm: bool = False, data_scale: float | str = "auto",
-                 optimizer: Callable | None = None, scheduler: Callable | None = None,
-                 lr_table: dict | None = None, adam_betas: list | None = None):
-        super().__init__(facts, optimizer, scheduler, lr_table, adam_betas)
+                 optimizer: Callable | None = None, scheduler: Callable | None = None):
+        super().__init__(facts, optimizer, scheduler)
         self.automatic_optimization = False
         check(g_loss, impl)
         require(prior in PRIORS, f"model.prior={prior!r} is not known: choose normal (N(0,1)) or uniform (U(-1,1))")

@@ -22,9 +22,8 @@ class MLPSystem(System):
     SOLVED_MARGIN = 0.25  # a binary target is "solved" when every output is within 0.25 of it (README, XOR)
 
     def __init__(self, net: Callable, facts: DataFacts, cost: str = "mse", output: str = "auto",
-                 optimizer: Callable | None = None, scheduler: Callable | None = None,
-                 lr_table: dict | None = None, adam_betas: list | None = None):
-        super().__init__(facts, optimizer, scheduler, lr_table, adam_betas)
+                 optimizer: Callable | None = None, scheduler: Callable | None = None):
+        super().__init__(facts, optimizer, scheduler)
         require(facts.target in ("binary", "classes"),
                 f"model=mlp needs labelled data (binary or classes), data={facts.name} has target '{facts.target}'")
         binary = facts.target == "binary"

@@ -129,9 +129,8 @@ class SequenceSystem(System):
     ACCEPTS = ("sequence", "tokens")
 
     def __init__(self, net: Callable, facts: DataFacts, tbptt_steps: int | None = None,
-                 optimizer: Callable | None = None, scheduler: Callable | None = None,
-                 lr_table: dict | None = None, adam_betas: list | None = None):
-        super().__init__(facts, optimizer, scheduler, lr_table, adam_betas)
+                 optimizer: Callable | None = None, scheduler: Callable | None = None):
+        super().__init__(facts, optimizer, scheduler)
         require(tbptt_steps is None or (isinstance(tbptt_steps, int) and not isinstance(tbptt_steps, bool)
                                         and tbptt_steps > 0),
                 f"model.tbptt_steps={tbptt_steps!r} must be a positive number of steps (e.g. 20), or null for full BPTT")

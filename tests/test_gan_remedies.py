@@ -118,10 +118,31 @@ def test_data_scale_puts_the_nets_at_unit_scale(tmp_path):
         build_gan_nets("dcgan", 2, (1, 8, 8), scale=2.0)
 
 
-SMOKE = [["model=gan", "model.pack=4", "model.g_loss=minimax"],
+def test_g_ema_is_what_is_scored_and_sampled(tmp_path):
+    """model.g_ema=d: after each G step theta_ema <- d theta_ema + (1 - d) theta_g; generate() and forward use it."""
+    system = _system(["model.g_ema=0.75"], tmp_path)
+    assert system.G_eval is system.G_ema.module and not any(p.requires_grad for p in system.G_ema.parameters())
+    G, ema = system.G, system.G_ema
+    ema.update_parameters(G)                                    # the first update copies G
+    old = [p.detach().clone() for p in G.parameters()]
+    with torch.no_grad():
+        for p in G.parameters():
+            p.add_(1.0)
+    ema.update_parameters(G)
+    for e, o in zip(ema.module.parameters(), old):
+        torch.testing.assert_close(e, 0.75 * o + 0.25 * (o + 1.0))
+    z = torch.randn(5, 2)
+    torch.testing.assert_close(system(z), ema.module(z))
+    assert not torch.allclose(system(z), G(z))
+    assert _system([], tmp_path).G_eval is not None and _system([], tmp_path).G_ema is None
+    with pytest.raises(DlfError, match=r"model.g_ema=1.5 must be a decay in \(0, 1\)"):
+        run(make_cfg(["model=gan", "model.g_ema=1.5", "logger=none"], tmp_path))
+
+
+SMOKE = [["model=gan", "model.pack=4", "model.g_loss=minimax", "model.g_ema=0.99"],
          ["model=gan", "data=grid", "model.pack=2", "model.spectral_norm=true"],
          ["model=gan", "data=digits", "model.pack=2", "model.impl=scratch"],
-         ["model=dcgan", "model.pack=4", "model.spectral_norm=true", "model.g_loss=minimax"]]
+         ["model=dcgan", "model.pack=4", "model.spectral_norm=true", "model.g_loss=minimax", "model.g_ema=0.9"]]
 
 
 @pytest.mark.parametrize("overrides", SMOKE, ids=lambda o: " ".join(o))

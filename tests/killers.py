@@ -12,7 +12,8 @@ class KillAt(L.Callback):
     """Send `sig` (SIGKILL, SIGTERM, SIGINT) to this process when the optimizer step counter reaches `step`.
 
     where=batch_start: before that step's forward pass; where=batch_end: after it (and after any checkpoint of that
-    step); where=val_end: at the end of the validation that follows epoch `step` (counted in epochs)."""
+    step); where=val_end: at the end of the validation that follows epoch `step` (counted in epochs); where=test_start:
+    when the test stage starts (training over, its last checkpoint written, result.json not yet)."""
 
     def __init__(self, step: int, sig: str = "SIGKILL", where: str = "batch_start"):
         self.step, self.sig, self.where = int(step), getattr(signal, sig), where
@@ -33,6 +34,10 @@ class KillAt(L.Callback):
 
     def on_validation_end(self, trainer, pl_module):
         if self.where == "val_end" and not trainer.sanity_checking and trainer.current_epoch == self.step:
+            self._fire()
+
+    def on_test_start(self, trainer, pl_module):
+        if self.where == "test_start":
             self._fire()
 
 

@@ -113,7 +113,7 @@ def test_slurm_run_dir_is_the_job_step(monkeypatch):
                  "SLURM_JOB_NAME": "train"}.items():
         monkeypatch.setenv(k, v)
     distributed.share_run_dir(cfg, given=False)
-    assert cfg.hydra.run.dir == f"{cfg.paths.log_dir}{cfg.task_name}/runs/slurm_777_0"
+    assert cfg.hydra.run.dir == f"{cfg.paths.log_dir}/{cfg.task_name}/runs/slurm_777_0"
     assert cfg.hydra.output_subdir is None  # .hydra/ is rank 0's
 
 

@@ -158,3 +158,19 @@ def test_rng_state_round_trips_through_a_weights_only_checkpoint(tmp_path):
     got = (torch.randn(4), np.random.rand(4), [random.random() for _ in range(4)], np.random.randn(3))
     assert torch.equal(got[0], expected[0]) and np.array_equal(got[1], expected[1])
     assert got[2] == expected[2] and np.array_equal(got[3], expected[3])
+
+
+@pytest.mark.parametrize("given", ["{d}/logs", "{d}/logs/"])
+def test_log_dir_with_or_without_its_slash(tmp_path, given):
+    """paths.log_dir=<dir> and paths.log_dir=<dir>/ put runs and sweeps in the same place, <dir>/<task>/... (without
+    the slash the task name used to be glued to the dir's name: <dir>mlp_xor/runs/...)."""
+    from hydra import compose, initialize_config_dir
+
+    from dlf.train import CONFIG_DIR
+
+    with initialize_config_dir(str(CONFIG_DIR), version_base="1.3"):
+        cfg = compose("train", overrides=["model=mlp_xor", f"paths.log_dir={given.format(d=tmp_path)}"],
+                      return_hydra_config=True)
+    for key in ("run", "sweep"):
+        where = Path(cfg.hydra[key].dir)  # <dir>/<task>/runs/<time>_<pid>, <dir>/<task>/multiruns/<time>_<pid>
+        assert where.parent.parent == tmp_path / "logs" / "mlp_xor", cfg.hydra[key].dir

@@ -17,7 +17,7 @@ from pathlib import Path
 
 import pytest
 import torch
-from cli_server import ROOT, cli_env
+from cli_server import ROOT, cli_env, run_train
 from test_resume import assert_same
 
 # 3 jobs of XOR, 27 full-batch steps each (3 epochs of 9); last.ckpt every 4 steps and at each epoch end
@@ -136,3 +136,27 @@ def test_killed_sweep_continues_exactly(baseline, tmp_path, launcher, sig, job, 
     assert sorted(rows) == sorted(j.name for j in after.values())  # the finished jobs' results are in the summary
     assert all(row["status"] == "ok" and float(row["best"]) == pytest.approx(result(after[int(name.split("_")[0])])[
         "best"], rel=1e-3) for name, row in rows.items())
+
+
+def test_run_killed_after_training_keeps_its_last_value(tmp_path):
+    """Killed between its final checkpoint and result.json (here: as the test stage starts), a job continued with
+    ckpt_path=last trains and validates nothing; its result.json still carries the monitored value's best and last
+    (the last from the checkpoint's record), as an uninterrupted run's does. (A sweep with this job in it used to
+    write `last: null` and differ from the uninterrupted sweep.)"""
+    args = ["model=mlp_xor", "data.repeats=9", "trainer.max_epochs=2", "trainer=cpu", "logger=csv",
+            "callbacks.cost_curve=null", "callbacks.model_summary=null", "trainer.enable_progress_bar=false"]
+    for d in ("alone", "killed"):
+        (tmp_path / d).mkdir()
+    alone = run_train(args, tmp_path / "alone")
+    assert alone.returncode == 0, alone.stderr[-3000:]
+    (want,) = (tmp_path / "alone").glob("logs/mlp_xor/runs/*/result.json")
+    kill = ["+callbacks.kill._target_=killers.KillAt", "+callbacks.kill.step=0", "+callbacks.kill.where=test_start"]
+    killed = run_train(args + kill, tmp_path / "killed")
+    assert killed.returncode == -9, killed.stderr[-3000:]
+    (run,) = (tmp_path / "killed").glob("logs/mlp_xor/runs/*")
+    assert not (run / "result.json").exists() and (run / "checkpoints" / "last.ckpt").is_file()
+    again = run_train(args + ["ckpt_path=last"], tmp_path / "killed")
+    assert again.returncode == 0, again.stderr[-3000:]
+    got, base = json.loads((run / "result.json").read_text()), json.loads(want.read_text())
+    assert got["last"] is not None and (got["best"], got["last"], got["steps"]) == (base["best"], base["last"],
+                                                                                    base["steps"])

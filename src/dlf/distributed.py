@@ -148,7 +148,7 @@ def share_run_dir(config: DictConfig, given: bool) -> None:
             restart = os.environ.get("SLURM_RESTART_COUNT", "0")
             name = f"slurm_{os.environ.get('SLURM_JOB_ID', '0')}_{os.environ.get('SLURM_STEP_ID', '0')}"
             name += f"_r{restart}" if restart not in ("", "0") else ""
-            config.hydra.run.dir = f"{config.paths.log_dir}{config.task_name}/runs/{name}"
+            config.hydra.run.dir = f"{config.paths.log_dir}/{config.task_name}/runs/{name}"
         elif rank != 0:  # rank 0 lets Hydra pick as usual and publish_run_dir() announces it from inside the run
             config.hydra.run.dir = _store_get("run_dir", config)
 

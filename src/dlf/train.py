@@ -136,8 +136,10 @@ def run(cfg: DictConfig, outcome: dict | None = None, prepared: dict | None = No
     # partial first, then call: hydra would turn the facts dataclass into a DictConfig if passed through instantiate
     model = instantiate(cfg.model, _partial_=True)(facts=facts, optimizer=optimizer, scheduler=scheduler)
     _check_monitor(model, cfg.get("monitor"))
+    recorded = None  # `monitor`'s last value as the checkpoint recorded it (a run resumed at its end validates nothing)
     if ckpt is not None:
         _check_weights_fit(model, ckpt["state_dict"], ckpt_path)
+        recorded = _recorded_score(ckpt, cfg.get("monitor"))
         del ckpt
 
     guard = RunGuard(meta={"model": OmegaConf.to_container(cfg.model, resolve=False), "task_name": cfg.task_name,
@@ -168,7 +170,7 @@ def run(cfg: DictConfig, outcome: dict | None = None, prepared: dict | None = No
             test_metrics = trainer.test(model, datamodule=datamodule, verbose=False)
         for d in test_metrics:
             metrics.update({k: float(v) for k, v in d.items()})
-    outcome["last"] = metrics.get(cfg.get("monitor"))
+    outcome["last"] = metrics.get(cfg.get("monitor"), recorded)
     tests = {k: round(v, 4) for k, v in metrics.items() if k.startswith("test/")}
     if tests:
         say("Test: " + ", ".join(f"{k}={v}" for k, v in sorted(tests.items())))
@@ -192,6 +194,16 @@ def _best_score(trainer, monitor) -> float | None:
     for cb in trainer.checkpoint_callbacks:
         if isinstance(cb, ModelCheckpoint) and cb.monitor == monitor and cb.best_model_score is not None:
             return float(cb.best_model_score)
+    return None
+
+
+def _recorded_score(ckpt: dict, monitor) -> float | None:
+    """The last `monitor` value a ModelCheckpoint watching it recorded in `ckpt` (its `current_score`; Lightning does
+    not restore it). A run resumed from a checkpoint written at its last step trains and validates nothing, so this is
+    its final value."""
+    for state in (ckpt.get("callbacks") or {}).values():
+        if isinstance(state, dict) and state.get("monitor") == monitor and state.get("current_score") is not None:
+            return float(state["current_score"])
     return None
 
 

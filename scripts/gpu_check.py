@@ -1,5 +1,5 @@
 """Every model family for a few hundred steps on the GPU (`python train.py model=<family> trainer=gpu ...`), then the
-per-step overhead benchmark on the GPU (scripts/bench_cnn.py: dlf's Lightning loop against a plain PyTorch loop),
+per-step overhead benchmark on the GPU (scripts/bench.py cnn1d: dlf's training path against a plain PyTorch loop),
 printed as one Markdown table. Run it through scripts/gpu_check.sh, which first installs what the image lacks.
 
     scripts/gpu_check.sh [--cpu] [--steps 300] [--families mlp,cnn] [--jobs 4] [--bench-steps 500]
@@ -56,15 +56,14 @@ def run_family(name: str, steps: int, accel: str, data_dir: str, timeout: int) -
 
 
 def bench(steps: int, device: str) -> dict:
+    """scripts/bench.py's cnn1d workload (1-D CNN, MNIST-1D) on `device`: one round of plain loop, floor, dlf."""
     sys.path.insert(0, str(ROOT / "scripts"))
-    import tempfile
+    from bench import measure, parser, quiet
 
-    from bench_cnn import dlf_run, plain_run
-
-    with tempfile.TemporaryDirectory() as tmp:
-        plain_run(min(steps, 20), "torch", device)  # warm-up: CUDA context, kernels
-        p = plain_run(steps, "torch", device)
-        d = dlf_run(steps, "torch", Path(tmp), device)
+    quiet()
+    a = parser().parse_args(["cnn1d", "--steps", str(steps), "--repeats", "1", "--device", device])
+    med, _ = measure("cnn1d", a)
+    p, d = med["plain"], med["dlf"]
     return {"plain_ms": p * 1e3, "dlf_ms": d * 1e3, "ratio": d / p, "steps": steps}
 
 
@@ -116,7 +115,7 @@ def main() -> int:
     for r in rows:
         print(f"| {r['family']} | `{r['command']}` | {r['result']} | {r['seconds']:.0f} |")
     if b:
-        print(f"| overhead | `scripts/bench_cnn.py --device {'cuda' if accel == 'gpu' else 'cpu'} --steps "
+        print(f"| overhead | `scripts/bench.py cnn1d --device {'cuda' if accel == 'gpu' else 'cpu'} --repeats 1 --steps "
               f"{b['steps']}` | plain {b['plain_ms']:.2f} ms/step, dlf {b['dlf_ms']:.2f} ms/step, ratio "
               f"{b['ratio']:.2f} | |")
     return 0 if all(r["ok"] for r in rows) else 1

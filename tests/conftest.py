@@ -1,4 +1,6 @@
-"""Shared test helpers: compose configs with Hydra's compose API, run the pipeline in-process or the CLI in a subprocess."""
+"""Shared test fixtures: `make_cfg` (compose a config with Hydra's compose API, for an in-process `dlf.train.run`),
+`run_cli` (the CLI in a subprocess), `root` (this checkout) and `data_cache`. Tests ask for them by name; nothing
+imports this file (helpers a fixture does not fit live in importable modules such as tests/cli_server.py)."""
 
 from __future__ import annotations
 
@@ -19,7 +21,7 @@ ROOT = Path(__file__).resolve().parents[1]
 torch.set_num_threads(min(2, torch.get_num_threads()))
 
 
-def make_cfg(overrides: list[str], tmp_path: Path, fast: bool = True) -> DictConfig:
+def _make_cfg(overrides: list[str], tmp_path: Path, fast: bool = True) -> DictConfig:
     """Compose dlf/configs/train.yaml with `overrides`; everything the run writes goes under tmp_path.
 
     fast=True adds debug=fast-like limits unless the overrides set trainer keys themselves.
@@ -47,7 +49,7 @@ def data_cache(tmp_path_factory) -> Path:
     return tmp_path_factory.mktemp("data_cache")
 
 
-def run_cli(args: list[str], cwd: Path, timeout: int = 300, env: dict | None = None) -> subprocess.CompletedProcess:
+def _run_cli(args: list[str], cwd: Path, timeout: int = 300, env: dict | None = None) -> subprocess.CompletedProcess:
     """`python train.py <args>` in a subprocess, logs under cwd (DLF_ROOT)."""
     e = dict(os.environ)
     e.pop("HYDRA_FULL_ERROR", None)
@@ -58,3 +60,22 @@ def run_cli(args: list[str], cwd: Path, timeout: int = 300, env: dict | None = N
         e.update(env)
     return subprocess.run([sys.executable, str(ROOT / "train.py"), *args], cwd=cwd, env=e, capture_output=True,
                           text=True, timeout=timeout)
+
+
+@pytest.fixture(scope="session")
+def make_cfg():
+    """make_cfg(overrides, tmp_path, fast=True) -> DictConfig: train.yaml composed with `overrides`, writing under
+    tmp_path; fast=True adds debug=fast-like limits (see _make_cfg)."""
+    return _make_cfg
+
+
+@pytest.fixture(scope="session")
+def run_cli():
+    """run_cli(args, cwd, timeout=300, env=None) -> CompletedProcess: `python train.py <args>` as a user runs it."""
+    return _run_cli
+
+
+@pytest.fixture(scope="session")
+def root() -> Path:
+    """This checkout's root folder (train.py, src/, scripts/, tests/)."""
+    return ROOT

@@ -147,8 +147,7 @@ def test_bad_sizes_fail_in_one_line(in_shape, blocks, words):
     ["model=cnn"], ["model=cnn", "model.net.impl=scratch"], ["model=cnn", "optimizer=sgd"],
     ["model=cnn1d"], ["model=cnn1d", "model.net.impl=scratch", "optimizer=rmsprop"], ["experiment=cnn1d_mnist1d"],
 ])
-def test_smoke_runs(overrides, tmp_path):
-    from conftest import make_cfg
+def test_smoke_runs(overrides, tmp_path, make_cfg):
     from dlf.train import run
 
     cfg = make_cfg(overrides, tmp_path)
@@ -165,8 +164,7 @@ def test_smoke_runs(overrides, tmp_path):
     (["model=cnn", "data=xor"], ["CNNSystem", "data=xor"]),
     (["model=cnn1d", "data=xor"], ["CNNSystem", "data=xor"]),  # cnn1d sets no data.* key that xor would reject
 ])
-def test_model_data_mismatch(args, words, tmp_path):
-    from conftest import make_cfg
+def test_model_data_mismatch(args, words, tmp_path, make_cfg):
     from dlf.train import run
 
     with pytest.raises(DlfError) as e:
@@ -176,12 +174,11 @@ def test_model_data_mismatch(args, words, tmp_path):
         assert w in str(e.value), str(e.value)
 
 
-def test_cli_bad_kernel_one_line(tmp_path):
-    from conftest import ROOT, run_cli
+def test_cli_bad_kernel_one_line(tmp_path, run_cli, root):
 
     # the worktree's own package, also when an editable install of another checkout is on the path
     args = ["model=cnn", "model.net.blocks.0.kernel=11", "model.net.blocks.0.padding=valid", "debug=fast"]
-    r = run_cli(args, cwd=tmp_path, timeout=120, env={"PYTHONPATH": str(ROOT / "src")})
+    r = run_cli(args, cwd=tmp_path, timeout=120, env={"PYTHONPATH": str(root / "src")})
     assert r.returncode != 0
     err = [ln for ln in r.stderr.strip().splitlines() if ln.startswith("dlf: error:")]
     assert len(err) == 1, r.stderr[-2000:]

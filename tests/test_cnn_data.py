@@ -92,11 +92,10 @@ def test_missing_files_one_line(tmp_path):
     assert "\n" not in msg and str(tmp_path / "MNIST" / "raw") in msg and "data.download=true" in msg
 
 
-def test_cnn_trains_on_mnist_files(tmp_path):
+def test_cnn_trains_on_mnist_files(tmp_path, make_cfg):
     """The whole pipeline, model=cnn data=mnist, on the small written files."""
     from omegaconf import open_dict
 
-    from conftest import make_cfg
     from dlf.train import run
 
     write_mnist(tmp_path / "files")
@@ -137,11 +136,10 @@ def test_fashion_mnist_missing_everywhere_is_one_line(tmp_path):
 
 
 @needs_fashion
-def test_real_fashion_mnist_files(tmp_path):
+def test_real_fashion_mnist_files(tmp_path, make_cfg):
     """data=fashion_mnist's default config finds Debian's files: 54,000 / 6,000 / 10,000 images of 10 classes."""
     from hydra.utils import instantiate
 
-    from conftest import make_cfg
 
     cfg = make_cfg(["model=cnn", "data=fashion_mnist"], tmp_path)
     dm = instantiate(cfg.data)

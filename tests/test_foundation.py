@@ -9,7 +9,6 @@ import torch
 from hydra import compose, initialize_config_dir
 from hydra.utils import instantiate
 
-from conftest import make_cfg, run_cli
 from dlf.train import CONFIG_DIR, GROUPS, options, run
 
 MODELS = options("model")
@@ -52,7 +51,7 @@ def test_model_lr_table_feeds_every_optimizer_and_the_command_line_wins():
 
 @pytest.mark.parametrize("optimizer", OPTIMIZERS)
 @pytest.mark.parametrize("model", MODELS)
-def test_smoke_every_model_with_every_optimizer(model, optimizer, tmp_path):
+def test_smoke_every_model_with_every_optimizer(model, optimizer, tmp_path, make_cfg):
     cfg = make_cfg([f"model={model}", f"optimizer={optimizer}", "logger=none"], tmp_path)
     metrics = run(cfg)
     losses = {k: v for k, v in metrics.items() if "loss" in k}
@@ -60,7 +59,7 @@ def test_smoke_every_model_with_every_optimizer(model, optimizer, tmp_path):
     assert all(torch.isfinite(torch.tensor(v)) for v in losses.values()), losses
 
 
-def test_run_writes_events_checkpoints_plots_and_the_loss_decreases(tmp_path):
+def test_run_writes_events_checkpoints_plots_and_the_loss_decreases(tmp_path, make_cfg):
     from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
     cfg = make_cfg(["model=mlp_xor", "trainer.max_epochs=4"], tmp_path, fast=False)
@@ -81,7 +80,7 @@ def test_run_writes_events_checkpoints_plots_and_the_loss_decreases(tmp_path):
     assert ckpt["global_step"] == 200
 
 
-def test_resume_from_checkpoint_continues_training(tmp_path):
+def test_resume_from_checkpoint_continues_training(tmp_path, make_cfg):
     cfg = make_cfg(["model=mlp_xor", "trainer.max_epochs=2", "logger=none"], tmp_path / "a", fast=False)
     run(cfg)
     last = tmp_path / "a" / "checkpoints" / "last.ckpt"
@@ -92,7 +91,7 @@ def test_resume_from_checkpoint_continues_training(tmp_path):
     assert ck["epoch"] == 2 and ck["global_step"] == 150
 
 
-def test_same_seed_same_metrics_twice(tmp_path):
+def test_same_seed_same_metrics_twice(tmp_path, make_cfg):
     def once(d):
         cfg = make_cfg(["model=mlp", "data=moons", "seed=7", "logger=none", "trainer.max_epochs=2",
                         "trainer.deterministic=true"], d, fast=False)
@@ -105,7 +104,7 @@ def test_same_seed_same_metrics_twice(tmp_path):
     assert c["train/loss"] != a["train/loss"]
 
 
-def test_cli_trains_prints_predictions_and_run_dir(tmp_path):
+def test_cli_trains_prints_predictions_and_run_dir(tmp_path, run_cli):
     r = run_cli(["trainer.max_epochs=3", "trainer.enable_progress_bar=false"], cwd=tmp_path)
     assert r.returncode == 0, r.stderr[-2000:]
     assert "Predictions on the 4 training points" in r.stdout
@@ -117,7 +116,7 @@ def test_cli_trains_prints_predictions_and_run_dir(tmp_path):
     assert any((d / "tensorboard").glob("events.out.tfevents.*"))
 
 
-def test_multirun_sweep_makes_one_run_dir_per_job(tmp_path):
+def test_multirun_sweep_makes_one_run_dir_per_job(tmp_path, run_cli):
     r = run_cli(["-m", "optimizer=sgd,momentum,adam", "debug=fast"], cwd=tmp_path)
     assert r.returncode == 0, r.stderr[-2000:]
     sweeps = list((tmp_path / "logs" / "mlp_xor" / "multiruns").iterdir())
@@ -148,7 +147,7 @@ def _err(r) -> str:
     ],
     ids=["model", "data", "optimizer", "missing", "lr0", "lrneg", "batch", "gpu"],
 )
-def test_bad_input_gives_one_clear_line(args, expect, tmp_path):
+def test_bad_input_gives_one_clear_line(args, expect, tmp_path, run_cli):
     if "trainer=gpu" in args and torch.cuda.is_available():
         pytest.skip("a GPU is present")
     r = run_cli(args, cwd=tmp_path)

@@ -8,7 +8,6 @@ import math
 import pytest
 import torch
 
-from conftest import ROOT, make_cfg, run_cli
 from dlf.data.mixtures import grid_centres, ring_centres
 from dlf.errors import DlfError
 from dlf.metrics.modes import class_stats, kl_to_uniform, mode_stats
@@ -138,24 +137,24 @@ def test_dcgan_rejects_points():
 
 
 # ---- runs -----------------------------------------------------------------------------------------------------
-def test_bad_options_fail_in_one_line(tmp_path):
+def test_bad_options_fail_in_one_line(tmp_path, make_cfg):
     for override, match in (("model.g_loss=wasserstein", "g_loss"), ("model.prior=cauchy", "prior"),
                             ("model.d_steps=0", "d_steps")):
         with pytest.raises(DlfError, match=match):
             run(make_cfg(["model=gan", override, "logger=none"], tmp_path))
 
 
-def test_gradient_clip_val_is_refused(tmp_path):
+def test_gradient_clip_val_is_refused(tmp_path, make_cfg):
     with pytest.raises(DlfError, match="model.clip_grad_norm"):
         run(make_cfg(["model=gan", "trainer.gradient_clip_val=1.0", "logger=none"], tmp_path))
 
 
-def test_gan_refuses_data_it_cannot_score(tmp_path):
+def test_gan_refuses_data_it_cannot_score(tmp_path, make_cfg):
     with pytest.raises(DlfError, match="data=moons"):
         run(make_cfg(["model=gan", "data=moons", "logger=none"], tmp_path))
 
 
-def test_mlp_model_refuses_the_ring(tmp_path):
+def test_mlp_model_refuses_the_ring(tmp_path, make_cfg):
     with pytest.raises(DlfError, match="ring"):
         run(make_cfg(["model=mlp", "data=ring", "logger=none"], tmp_path))
 
@@ -166,7 +165,7 @@ SMOKE = [["model=gan"], ["model=gan", "data=grid", "model.g_loss=minimax", "mode
 
 
 @pytest.mark.parametrize("overrides", SMOKE, ids=lambda o: " ".join(o))
-def test_smoke(overrides, tmp_path):
+def test_smoke(overrides, tmp_path, make_cfg):
     cfg = make_cfg([*overrides, "data.batch_size=32"], tmp_path)
     m = run(cfg)
     assert "test/modes" in m and 0 <= m["test/modes"] <= (10 if "digits" in str(cfg.data._target_).lower() else 25)
@@ -174,7 +173,7 @@ def test_smoke(overrides, tmp_path):
     assert list((tmp_path / "plots").glob("samples_*.png")), "the sample figure was not written"
 
 
-def test_generate_from_checkpoint(tmp_path):
+def test_generate_from_checkpoint(tmp_path, make_cfg, root):
     """scripts/generate.py rebuilds the model from the run's saved config and writes N samples (CSV + scatter)."""
     import importlib.util
 
@@ -184,7 +183,7 @@ def test_generate_from_checkpoint(tmp_path):
     run(cfg)
     (tmp_path / ".hydra").mkdir()
     OmegaConf.save(cfg, tmp_path / ".hydra" / "config.yaml")  # what Hydra saves in a CLI run's dir
-    spec = importlib.util.spec_from_file_location("dlf_generate", ROOT / "scripts" / "generate.py")
+    spec = importlib.util.spec_from_file_location("dlf_generate", root / "scripts" / "generate.py")
     gen = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(gen)
     out = tmp_path / "gen"
@@ -196,14 +195,14 @@ def test_generate_from_checkpoint(tmp_path):
 
 
 @pytest.mark.slow  # a subprocess: its imports alone take long on a busy machine; the in-process test above covers it
-def test_cli_runs_the_gan_and_refuses_clipping(tmp_path):
-    r = run_cli(["model=gan", "trainer.gradient_clip_val=0.5"], cwd=tmp_path, env={"PYTHONPATH": str(ROOT / "src")})
+def test_cli_runs_the_gan_and_refuses_clipping(tmp_path, run_cli, root):
+    r = run_cli(["model=gan", "trainer.gradient_clip_val=0.5"], cwd=tmp_path, env={"PYTHONPATH": str(root / "src")})
     assert r.returncode != 0 and r.stderr.strip().count("\n") == 0
     assert "model.clip_grad_norm=0.5" in r.stderr
 
 
 @pytest.mark.slow
-def test_ring_run_covers_most_modes(tmp_path):
+def test_ring_run_covers_most_modes(tmp_path, make_cfg):
     cfg = make_cfg(["model=gan", "trainer=cpu", "logger=none", "trainer.max_epochs=4"], tmp_path, fast=False)
     m = run(cfg)
     assert m["test/modes"] >= 6, {k: v for k, v in m.items() if k.startswith("test/")}

@@ -10,10 +10,10 @@ import pytest
 import torch
 from omegaconf import open_dict
 
-from conftest import make_cfg
 from dlf.errors import DlfError
 from dlf.nets.gan import build_gan_nets
 from dlf.nets.gan_loss import discriminator_loss, generator_loss
+from dlf.speed import model_config
 from dlf.train import run
 
 
@@ -30,14 +30,14 @@ def test_packed_discriminator_shapes(kind, shape, pack):
         D(x)
 
 
-def _system(overrides, tmp_path):
+def _system(overrides, tmp_path, make_cfg):
     import hydra
 
     from dlf.data.mixtures import GridDataModule
 
     cfg = make_cfg(["model=gan", "data=grid", *overrides], tmp_path)
     facts = GridDataModule(n_train=512, n_val=64, n_test=64).prepare()
-    return hydra.utils.instantiate(cfg.model, facts=facts)
+    return hydra.utils.instantiate(model_config(cfg.model), facts=facts)
 
 
 class _Recorder(torch.nn.Module):
@@ -50,8 +50,8 @@ class _Recorder(torch.nn.Module):
         return x.sum(1)
 
 
-def test_pack_d_puts_consecutive_samples_side_by_side(tmp_path):
-    system = _system(["model.pack=3"], tmp_path)
+def test_pack_d_puts_consecutive_samples_side_by_side(tmp_path, make_cfg):
+    system = _system(["model.pack=3"], tmp_path, make_cfg)
     assert system.D.net[0].in_features == 6                       # 3 packed 2-D points
     system.D = _Recorder()
     x = torch.arange(22.0).reshape(11, 2)                         # 11 points: the remainder of 2 is left out
@@ -104,7 +104,7 @@ def test_spectral_norm_bounds_each_layer_of_d(kind, shape):
     assert not any(torch.nn.utils.parametrize.is_parametrized(mod) for mod in plain.modules())
 
 
-def test_data_scale_puts_the_nets_at_unit_scale(tmp_path):
+def test_data_scale_puts_the_nets_at_unit_scale(tmp_path, make_cfg):
     """G(z) = s * net(z) and D(x) = net(x / s); auto picks the largest centre coordinate (grid 4, ring 1)."""
     torch.manual_seed(0)
     G1, D1 = build_gan_nets("mlp", 2, (2,), pack=2)
@@ -113,14 +113,14 @@ def test_data_scale_puts_the_nets_at_unit_scale(tmp_path):
     z, x = torch.randn(6, 2), torch.randn(6, 4)
     torch.testing.assert_close(G4(z), 4 * G1(z))
     torch.testing.assert_close(D4(4 * x), D1(x))
-    assert _system([], tmp_path).G.scale == 4.0
+    assert _system([], tmp_path, make_cfg).G.scale == 4.0
     with pytest.raises(DlfError, match="data_scale"):
         build_gan_nets("dcgan", 2, (1, 8, 8), scale=2.0)
 
 
-def test_g_ema_is_what_is_scored_and_sampled(tmp_path):
+def test_g_ema_is_what_is_scored_and_sampled(tmp_path, make_cfg):
     """model.g_ema=d: after each G step theta_ema <- d theta_ema + (1 - d) theta_g; generate() and forward use it."""
-    system = _system(["model.g_ema=0.75"], tmp_path)
+    system = _system(["model.g_ema=0.75"], tmp_path, make_cfg)
     assert system.G_eval is system.G_ema.module and not any(p.requires_grad for p in system.G_ema.parameters())
     G, ema = system.G, system.G_ema
     ema.update_parameters(G)                                    # the first update copies G
@@ -134,7 +134,7 @@ def test_g_ema_is_what_is_scored_and_sampled(tmp_path):
     z = torch.randn(5, 2)
     torch.testing.assert_close(system(z), ema.module(z))
     assert not torch.allclose(system(z), G(z))
-    assert _system([], tmp_path).G_eval is not None and _system([], tmp_path).G_ema is None
+    assert _system([], tmp_path, make_cfg).G_ema is None
     with pytest.raises(DlfError, match=r"model.g_ema=1.5 must be a decay in \(0, 1\)"):
         run(make_cfg(["model=gan", "model.g_ema=1.5", "logger=none"], tmp_path))
 
@@ -146,18 +146,18 @@ SMOKE = [["model=gan", "model.pack=4", "model.g_loss=minimax", "model.g_ema=0.99
 
 
 @pytest.mark.parametrize("overrides", SMOKE, ids=lambda o: " ".join(o))
-def test_smoke_with_remedies(overrides, tmp_path):
+def test_smoke_with_remedies(overrides, tmp_path, make_cfg):
     m = run(make_cfg([*overrides, "data.batch_size=32"], tmp_path))
     assert "test/modes" in m and math.isfinite(m["test/d_loss"])
 
 
-def test_batch_not_divisible_by_pack_is_one_line(tmp_path):
+def test_batch_not_divisible_by_pack_is_one_line(tmp_path, make_cfg):
     with pytest.raises(DlfError, match=r"data.batch_size=30 is not divisible by model.pack=4") as e:
         run(make_cfg(["model=gan", "model.pack=4", "data.batch_size=30", "logger=none"], tmp_path))
     assert "\n" not in str(e.value)
 
 
-def test_scorer_cache_is_per_dataset_name(tmp_path):
+def test_scorer_cache_is_per_dataset_name(tmp_path, make_cfg):
     """mnist and fashion_mnist share a data module class; each gets its own scoring classifier."""
     from test_cnn_data import write_mnist
 
@@ -180,7 +180,7 @@ def test_scorer_cache_is_per_dataset_name(tmp_path):
                     reason="an open target (issue: GAN past the published remedies), 45k steps: DLF_OPEN_TARGETS=1 runs it")
 @pytest.mark.xfail(strict=True, reason="not reached yet: seed 42 gave 25/25 modes but 74.6% high quality "
                           "(45k steps with G's EMA, docs/gan.md)")
-def test_grid_experiment_reaches_the_target(tmp_path):
+def test_grid_experiment_reaches_the_target(tmp_path, make_cfg):
     """`python train.py experiment=gan_grid` (seed 42): >= 24/25 modes and >= 90% high-quality samples."""
     m = run(make_cfg(["experiment=gan_grid", "logger=none", "trainer=cpu"], tmp_path, fast=False))
     assert m["test/modes"] >= 24 and m["test/high_quality"] >= 90, {k: v for k, v in m.items() if "test/" in k}

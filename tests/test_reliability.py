@@ -174,3 +174,21 @@ def test_log_dir_with_or_without_its_slash(tmp_path, given):
     for key in ("run", "sweep"):
         where = Path(cfg.hydra[key].dir)  # <dir>/<task>/runs/<time>_<pid>, <dir>/<task>/multiruns/<time>_<pid>
         assert where.parent.parent == tmp_path / "logs" / "mlp_xor", cfg.hydra[key].dir
+
+
+def test_run_without_a_best_checkpoint_tests_its_last_weights(tmp_path):
+    """callbacks.model_checkpoint=null (keep no best.ckpt; dlf's last.ckpt callback is then the Trainer's checkpoint
+    callback): the run tests its final weights and records its last value (it used to end in
+    `AttributeError: 'LastCheckpoint' object has no attribute 'best_model_path'`)."""
+    import json
+
+    from cli_server import run_train
+
+    r = run_train(["model=mlp_xor", "trainer.max_epochs=2", "callbacks.model_checkpoint=null", "logger=csv",
+                   "trainer.enable_progress_bar=false"], tmp_path)
+    assert r.returncode == 0, r.stderr[-2000:]
+    assert "Test: test/acc=" in r.stdout
+    (res,) = tmp_path.glob("logs/mlp_xor/runs/*/result.json")
+    got = json.loads(res.read_text())
+    assert got["status"] == "ok" and got["best"] is None and got["last"] is not None
+    assert not list(tmp_path.glob("logs/mlp_xor/runs/*/checkpoints/best.ckpt"))

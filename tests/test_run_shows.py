@@ -9,18 +9,17 @@ import lightning as L
 import pytest
 import torch
 from hydra.utils import instantiate
+from dlf.speed import model_config
 
-from conftest import make_cfg
 
-
-def _xor_system(tmp_path, output_scale: float):
+def _xor_system(tmp_path, output_scale: float, make_cfg):
     """model=mlp_xor with a 2-2-1 net set by hand to XOR: h1 = OR, h2 = AND, y_hat = sigma(s (20 h1 - 20 h2 - 10)).
     s = 1 puts the outputs near 0 and 1; s = 0.01 keeps every output on the right side of 0.5 but within 0.03 of it."""
     cfg = make_cfg(["model=mlp_xor", "model.net.hidden=[2]", "data.repeats=1"], tmp_path)
     dm = instantiate(cfg.data)
     facts = dm.prepare()
     opt = functools.partial(torch.optim.SGD, lr=0.0)  # a training epoch that leaves the weights as set
-    model = instantiate(cfg.model, _partial_=True)(facts=facts, optimizer=opt, scheduler=None)
+    model = instantiate(model_config(cfg.model), _partial_=True)(facts=facts, optimizer=opt, scheduler=None)
     hidden, out = model.net.linears
     with torch.no_grad():
         hidden.weight.copy_(torch.tensor([[20.0, 20.0], [20.0, 20.0]]))
@@ -31,8 +30,8 @@ def _xor_system(tmp_path, output_scale: float):
 
 
 @pytest.mark.parametrize("scale,solved", [(1.0, 1.0), (0.01, 0.0)])
-def test_xor_solved_uses_the_readme_margin(scale, solved, tmp_path):
-    model, dm = _xor_system(tmp_path, scale)
+def test_xor_solved_uses_the_readme_margin(scale, solved, tmp_path, make_cfg):
+    model, dm = _xor_system(tmp_path, scale, make_cfg)
     trainer = L.Trainer(max_epochs=1, logger=False, enable_checkpointing=False, enable_progress_bar=False,
                         enable_model_summary=False, accelerator="cpu")
     trainer.fit(model, datamodule=dm)
@@ -46,7 +45,7 @@ def test_xor_solved_uses_the_readme_margin(scale, solved, tmp_path):
 
 
 @pytest.mark.slow
-def test_course_exercise_is_not_solved(tmp_path):
+def test_course_exercise_is_not_solved(tmp_path, make_cfg):
     """experiment=xor_seed: the outputs stay near 0.5 after 10,000 steps (README); test/solved says so."""
     from dlf.train import run
 
@@ -56,7 +55,7 @@ def test_course_exercise_is_not_solved(tmp_path):
 
 
 @pytest.mark.parametrize("model", ["cnn", "cnn1d"])
-def test_cnn_images_are_near_square_grids(model, tmp_path):
+def test_cnn_images_are_near_square_grids(model, tmp_path, make_cfg):
     """Feature maps and kernels reach TensorBoard as grids about as wide as high (they were 1602x202 and 802x102
     strips: unreadable at TensorBoard's card size)."""
     from tensorboard.backend.event_processing.event_accumulator import EventAccumulator

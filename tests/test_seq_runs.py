@@ -3,7 +3,6 @@
 import pytest
 from omegaconf import OmegaConf, open_dict
 
-from conftest import ROOT, make_cfg, run_cli
 from dlf.errors import DlfError
 from dlf.sample import main as sample_main
 from dlf.train import run
@@ -20,7 +19,7 @@ SMOKE = [  # the first one also writes TensorBoard events; the others run withou
 
 
 @pytest.mark.parametrize("overrides", SMOKE, ids=lambda o: " ".join(o))
-def test_smoke(overrides, tmp_path):
+def test_smoke(overrides, tmp_path, make_cfg):
     m = run(make_cfg(overrides, tmp_path))
     assert any(k.startswith("test/") for k in m)
     plots = {p.name for p in (tmp_path / "plots").glob("*.png")}
@@ -31,7 +30,7 @@ def test_smoke(overrides, tmp_path):
 
 @pytest.mark.parametrize("model", ["rnn", "lstm"])
 @pytest.mark.parametrize("optimizer", ["sgd", "momentum", "adagrad", "rmsprop", "adam"])
-def test_every_optimizer_runs(model, optimizer, tmp_path):
+def test_every_optimizer_runs(model, optimizer, tmp_path, make_cfg):
     cfg = make_cfg([f"model={model}", *ADDING, "data.seq_len=10", f"optimizer={optimizer}", "logger=none",
                     "model.net.hidden_size=8"], tmp_path)
     with open_dict(cfg):
@@ -42,21 +41,21 @@ def test_every_optimizer_runs(model, optimizer, tmp_path):
 
 
 @pytest.mark.parametrize("data", ["digits", "xor"])
-def test_sequence_model_on_non_sequence_data_is_one_line(data, tmp_path):
+def test_sequence_model_on_non_sequence_data_is_one_line(data, tmp_path, make_cfg):
     with pytest.raises(DlfError, match=f"cannot take data={data}") as e:
         run(make_cfg(["model=lstm", f"data={data}"], tmp_path))
     assert "\n" not in str(e.value) and "SequenceSystem" in str(e.value)
 
 
-def test_cli_bad_input_is_one_line(tmp_path):
+def test_cli_bad_input_is_one_line(tmp_path, run_cli, root):
     r = run_cli(["model=rnn", "data=adding", "model.tbptt_steps=0", "logger=none"], cwd=tmp_path,
-                env={"PYTHONPATH": str(ROOT / "src")})  # this checkout's code, whatever the cwd
+                env={"PYTHONPATH": str(root / "src")})  # this checkout's code, whatever the cwd
     assert r.returncode != 0
     err = [line for line in r.stderr.splitlines() if line.strip()]
     assert err[-1].startswith("dlf: error: model.tbptt_steps=0 must be a positive"), r.stderr[-2000:]
 
 
-def test_lstm_learns_short_adding_problem(tmp_path):
+def test_lstm_learns_short_adding_problem(tmp_path, make_cfg):
     """Quick version of the T=100 target: T=10, a few hundred steps, well under the 1/6 baseline."""
     cfg = make_cfg(["experiment=lstm_adding", "data.seq_len=10", "model.net.hidden_size=32", "logger=none"],
                    tmp_path, fast=False)
@@ -70,7 +69,7 @@ def test_lstm_learns_short_adding_problem(tmp_path):
     assert m["test/mse"] < 0.05, m
 
 
-def test_char_lm_beats_unigram_and_samples(tmp_path, capsys):
+def test_char_lm_beats_unigram_and_samples(tmp_path, capsys, make_cfg):
     cfg = make_cfg(["experiment=lstm_text", "data.corpus_chars=40000", "data.seq_len=32", "data.batch_size=32",
                     "model.net.hidden_size=64", "logger=none"], tmp_path, fast=False)
     with open_dict(cfg):
@@ -93,7 +92,7 @@ def test_char_lm_beats_unigram_and_samples(tmp_path, capsys):
 
 # ---- the full targets (pytest -m slow) ------------------------------------------------------------------------------
 @pytest.mark.slow
-def test_lstm_solves_adding_problem_T100(tmp_path):
+def test_lstm_solves_adding_problem_T100(tmp_path, make_cfg):
     """LSTM, T = 100, Adam 1e-3, clip 1, batch 50, hidden 128, forget bias 1: test MSE below 0.01 (baseline 0.167).
     The escape from the plateau is stochastic; with seed 42 it happens before step 4,000."""
     cfg = make_cfg(["experiment=lstm_adding", "logger=none"], tmp_path, fast=False)
@@ -103,13 +102,13 @@ def test_lstm_solves_adding_problem_T100(tmp_path):
 
 
 @pytest.mark.slow
-def test_lstm_mnist1d_reaches_85_percent(tmp_path):
+def test_lstm_mnist1d_reaches_85_percent(tmp_path, make_cfg):
     cfg = make_cfg(["model=lstm", "logger=none"], tmp_path, fast=False)
     assert run(cfg)["test/acc"] >= 0.85
 
 
 @pytest.mark.slow
-def test_char_lm_well_under_unigram(tmp_path):
+def test_char_lm_well_under_unigram(tmp_path, make_cfg):
     from dlf.data.text import TextDataModule
 
     unigram = TextDataModule().prepare().extra["unigram_ppl"]

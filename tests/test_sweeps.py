@@ -13,7 +13,6 @@ import sys
 import pytest
 from hydra import compose, initialize_config_dir
 
-from conftest import ROOT, run_cli
 from dlf.sweep import MAX_NAME, job_dir_name, threads_per_job
 from dlf.train import CONFIG_DIR
 
@@ -39,14 +38,14 @@ def _rows(sweep):
         return list(csv.DictReader(f))
 
 
-def _compare(args, cwd):
-    env = dict(os.environ, PYTHONPATH=os.pathsep.join([str(ROOT / "src"), os.environ.get("PYTHONPATH", "")]))
+def _compare(args, cwd, root):
+    env = dict(os.environ, PYTHONPATH=os.pathsep.join([str(root / "src"), os.environ.get("PYTHONPATH", "")]))
     return subprocess.run([sys.executable, "-m", "dlf.compare", *map(str, args)], cwd=cwd, env=env,
                           capture_output=True, text=True, timeout=300)
 
 
 @pytest.fixture(scope="module")
-def grid(tmp_path_factory):
+def grid(tmp_path_factory, run_cli):
     """A 2 x 2 grid in which the two jobs with a negative learning rate fail at start-up."""
     cwd = tmp_path_factory.mktemp("grid")
     r = run_cli(["-m", "optimizer=sgd,adam", "optimizer.lr=0.5,-1", *FAST], cwd=cwd)
@@ -109,7 +108,7 @@ def test_hparams_plugin_data_read_back_from_the_event_files(grid):
 
 
 @pytest.mark.parametrize("damage", ["truncate", "flip", "zero"])
-def test_dlf_compare_marks_a_damaged_event_file_and_summarizes_the_rest(grid, tmp_path, damage):
+def test_dlf_compare_marks_a_damaged_event_file_and_summarizes_the_rest(grid, tmp_path, damage, root):
     _, sweep = grid
     copy = shutil.copytree(sweep, tmp_path / "sweep")
     for f in copy.glob("sweep.*"):
@@ -122,7 +121,7 @@ def test_dlf_compare_marks_a_damaged_event_file_and_summarizes_the_rest(grid, tm
                "zero": bytes(len(data))}[damage]
     events.write_bytes(damaged)
     before = _hashes(copy)
-    r = _compare([copy], tmp_path)
+    r = _compare([copy], tmp_path, root)
     assert r.returncode == 0, r.stderr[-2000:]
     assert _hashes(copy) == before  # nothing else touched: only sweep.csv/md/png are written
     lines = [ln for ln in r.stdout.splitlines() if "damaged" in ln and ln.startswith("dlf-compare:")]
@@ -135,8 +134,8 @@ def test_dlf_compare_marks_a_damaged_event_file_and_summarizes_the_rest(grid, tm
     assert (copy / "sweep.png").is_file() and (copy / "sweep.md").is_file()
 
 
-def test_dlf_compare_on_a_dir_without_runs_fails_in_one_line(tmp_path):
-    r = _compare([tmp_path], tmp_path)
+def test_dlf_compare_on_a_dir_without_runs_fails_in_one_line(tmp_path, root):
+    r = _compare([tmp_path], tmp_path, root)
     assert r.returncode == 2 and r.stderr.strip().count("\n") == 0
     assert r.stderr.startswith("dlf: error: no runs under")
 
@@ -179,7 +178,7 @@ def test_hparams_search_configs(name, mode):
     assert any(isinstance(d, CategoricalDistribution) for d in space.values())
 
 
-def test_optuna_search_runs_end_to_end_and_reports_the_best_trial(tmp_path):
+def test_optuna_search_runs_end_to_end_and_reports_the_best_trial(tmp_path, run_cli):
     pytest.importorskip("hydra_plugins.hydra_optuna_sweeper")
     r = run_cli(["-m", "hparams_search=mlp_xor_optuna", "hydra.sweeper.n_trials=3", *FAST], cwd=tmp_path)
     assert r.returncode == 0, r.stderr[-2000:]
@@ -195,7 +194,7 @@ def test_optuna_search_runs_end_to_end_and_reports_the_best_trial(tmp_path):
     assert len(_rows(sweep)) == 3
 
 
-def test_joblib_launcher_runs_jobs_in_parallel_with_a_share_of_the_cores(tmp_path):
+def test_joblib_launcher_runs_jobs_in_parallel_with_a_share_of_the_cores(tmp_path, run_cli):
     pytest.importorskip("hydra_plugins.hydra_joblib_launcher")
     from dlf.sweep import cores
 
@@ -207,7 +206,7 @@ def test_joblib_launcher_runs_jobs_in_parallel_with_a_share_of_the_cores(tmp_pat
         assert f"torch threads for this job: {max(1, cores() // 2)} " in log.read_text()
 
 
-def test_submitit_local_launcher_runs_a_two_job_sweep(tmp_path):
+def test_submitit_local_launcher_runs_a_two_job_sweep(tmp_path, run_cli):
     pytest.importorskip("hydra_plugins.hydra_submitit_launcher")
     r = run_cli(["-m", "hydra/launcher=submitit_local", "optimizer=sgd,adam", *FAST], cwd=tmp_path)
     assert r.returncode == 0, r.stderr[-2000:]

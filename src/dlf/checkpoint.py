@@ -221,7 +221,7 @@ def building_from(config_path: str | Path):
 
 # Model keys that say where or how much to evaluate, not what the weights are: a checkpoint whose run set them otherwise
 # (or an older dlf whose default differed, e.g. the GAN scorer's cache path) still fits.
-NOT_ARCHITECTURE = frozenset({"classifier_cache", "n_eval", "eval_seed", "print_summary", "lr_table"})
+NOT_ARCHITECTURE = frozenset({"classifier_cache", "n_eval", "eval_seed", "print_summary", "lr_table", "compile"})
 
 
 def _first_difference(a: Any, b: Any, prefix: str = "model") -> str | None:
@@ -258,6 +258,7 @@ def load_system(path: str | Path, map_location: str = "cpu"):
     """Rebuild the trained system of a dlf checkpoint: reads <run dir>/.hydra/config.yaml, prepares the data (for its
     facts), builds the system and loads the weights with weights_only=True. Returns the system in eval mode."""
     from hydra.utils import instantiate
+    from dlf.speed import model_config
     from omegaconf import OmegaConf
 
     path = Path(path)
@@ -270,7 +271,7 @@ def load_system(path: str | Path, map_location: str = "cpu"):
     check_compatible(ckpt, OmegaConf.to_container(cfg.model, resolve=False), path)
     with building_from(run / ".hydra" / "config.yaml"):
         facts = instantiate(cfg.data).prepare()
-        system = instantiate(cfg.model, _partial_=True)(facts=facts)
+        system = instantiate(model_config(cfg.model), _partial_=True)(facts=facts)
     missing, unexpected = system.load_state_dict(ckpt["state_dict"], strict=False)
     if missing or unexpected:
         raise DlfError(f"{path} does not fit {cfg.model._target_}: missing {list(missing)[:3]}, unexpected "

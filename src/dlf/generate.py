@@ -20,6 +20,7 @@ def load_gan(where: Path, ckpt: str = "best"):
     """(model, datamodule, run dir) of a GAN run: `where` is its run dir (weights from checkpoints/<ckpt>.ckpt, or
     `ckpt` a path) or one of its checkpoint files."""
     from hydra.utils import instantiate
+    from dlf.speed import model_config
     from omegaconf import OmegaConf, open_dict
 
     import dlf.train  # noqa: F401  (registers the dlf_pid resolver used in saved configs)
@@ -42,7 +43,7 @@ def load_gan(where: Path, ckpt: str = "best"):
     with building_from(cfg_path):
         dm = instantiate(cfg.data)
         facts = dm.prepare()
-        model = instantiate(cfg.model, _partial_=True)(facts=facts, optimizer=None, scheduler=None)
+        model = instantiate(model_config(cfg.model), _partial_=True)(facts=facts, optimizer=None, scheduler=None)
     model.load_state_dict(state)
     return model.eval(), dm, run_dir
 

@@ -21,6 +21,7 @@ from dlf.errors import DlfError, require
 def load_model(path: str | Path):
     """The trained SequenceSystem (eval mode, CPU) and its data facts."""
     from hydra.utils import instantiate
+    from dlf.speed import model_config
     from omegaconf import OmegaConf
 
     from dlf.checkpoint import building_from, locate_run, read_checkpoint
@@ -37,7 +38,7 @@ def load_model(path: str | Path):
     require(facts.target == "next_token", f"{ckpt_path} is a model of data={facts.name}, not a language model: "
                                           "sample from a run trained with data=text")
     with building_from(cfg_path):
-        model = instantiate(cfg.model, _partial_=True)(facts=facts)
+        model = instantiate(model_config(cfg.model), _partial_=True)(facts=facts)
     model.load_state_dict(ckpt["state_dict"])
     return model.eval(), facts
 

@@ -116,7 +116,7 @@ def run(cfg: DictConfig, outcome: dict | None = None, prepared: dict | None = No
     import torch
     from hydra.utils import instantiate
 
-    from dlf import distributed  # [ddp]
+    from dlf import distributed, speed  # [ddp]
     from dlf.callbacks.resilience import RunGuard
     from dlf.checkpoint import AtomicCheckpointIO
     from dlf.console import say  # the run's report: console and train.log
@@ -134,7 +134,9 @@ def run(cfg: DictConfig, outcome: dict | None = None, prepared: dict | None = No
     optimizer = instantiate(cfg.optimizer) if cfg.get("optimizer") else None
     scheduler = instantiate(cfg.scheduler) if cfg.get("scheduler") else None
     # partial first, then call: hydra would turn the facts dataclass into a DictConfig if passed through instantiate
-    model = instantiate(cfg.model, _partial_=True)(facts=facts, optimizer=optimizer, scheduler=scheduler)
+    model = instantiate(speed.model_config(cfg.model), _partial_=True)(facts=facts, optimizer=optimizer,
+                                                                     scheduler=scheduler)
+    speed.apply(model, cfg)  # model.compile=true; precision/compile a family cannot take: one line
     _check_monitor(model, cfg.get("monitor"))
     recorded = None  # `monitor`'s last value as the checkpoint recorded it (a run resumed at its end validates nothing)
     if ckpt is not None:
@@ -160,7 +162,7 @@ def run(cfg: DictConfig, outcome: dict | None = None, prepared: dict | None = No
             outcome["best"] = _best_score(trainer, cfg.get("monitor"))
     metrics = {k: float(v) for k, v in trainer.callback_metrics.items()}
     if cfg.get("test", True):
-        best = trainer.checkpoint_callback.best_model_path if trainer.checkpoint_callback else ""
+        best = getattr(trainer.checkpoint_callback, "best_model_path", "")  # none with callbacks.model_checkpoint=null
         if cfg.get("train", True) and best:
             test_metrics = trainer.test(model, datamodule=datamodule, ckpt_path=best, weights_only=True, verbose=False)
         elif ckpt_path:  # train=false ckpt_path=...: evaluate that checkpoint

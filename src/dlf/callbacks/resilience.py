@@ -24,6 +24,7 @@ import numpy as np
 import torch
 from lightning.pytorch.callbacks import Checkpoint
 
+from dlf import lightning_internals as internals
 from dlf.errors import Diverged, DlfError
 from dlf.faults import quiet_writer_threads, remove_stale_temps
 
@@ -112,6 +113,7 @@ class RunGuard(L.Callback):
         self._old_handlers: dict = {}
         self._active = False
         self._monitor_checked = False
+        self._params: list | None = None  # listed at the first training batch of a fit
 
     # --- signals -------------------------------------------------------------------------------------------------
     def _handler(self, signum, frame):
@@ -159,7 +161,7 @@ class RunGuard(L.Callback):
 
     def teardown(self, trainer, pl_module, stage):
         if stage == "fit":
-            self._active = False
+            self._active, self._params = False, None
             self.restore_handlers()
 
     def stop_if_signalled(self, trainer) -> None:
@@ -180,9 +182,8 @@ class RunGuard(L.Callback):
         self.on_fit_start(trainer, pl_module)
         # Loaders of data modules that override train_dataloader() still take their position from the Trainer.
         dm = trainer.datamodule
-        pos = getattr(dm, "_fit_position", None)
-        loader = getattr(trainer.fit_loop, "_combined_loader", None)
-        for dl in (loader.flattened if loader is not None else []):
+        pos = getattr(dm, "fit_position", None)
+        for dl in internals.train_loaders(trainer):
             if pos is not None and hasattr(dl, "position") and dl.position is None:
                 dl.position = pos
 
@@ -190,9 +191,12 @@ class RunGuard(L.Callback):
     def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx):
         step = trainer.global_step
         losses = [loss.detach().reshape(()) for loss in _losses(outputs)]
-        params = list(pl_module.parameters()) if self.check_weights else []
-        checks = [torch.isfinite(x).all() for x in losses] + [torch.isfinite(p.detach()).all() for p in params]
-        if checks and not bool(torch.stack(checks).all()):  # one device sync per step, not one per tensor
+        if self._params is None:  # the weights of this fit, listed once (walking the module tree each step costs)
+            self._params = [p for p in pl_module.parameters() if p.numel()] if self.check_weights else []
+        tensors = losses + [p.detach() for p in self._params]
+        # max_i |t_i| over every tensor in one foreach kernel: finite iff every element is (NaN and inf propagate),
+        # one device sync per step and no per-tensor dispatch
+        if tensors and not bool(torch.isfinite(torch.nn.utils.get_total_norm(tensors, float("inf")))):
             for loss in losses:
                 if not torch.isfinite(loss):
                     self._diverged(trainer, f"the training loss is {float(loss)}", step)

@@ -37,7 +37,7 @@ def grad_through_time(system, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
             for t in range(xin.shape[1]):
                 _, state = net(xin[:, t:t + 1], state)  # one step at a time, so every h_t is a node we can ask about
                 hs.append(_hidden(state))               # the next step reads this very tensor
-            if system.task == "lm":
+            if system.task.every_step:
                 z = system.head(torch.stack([h[-1] for h in hs], 1))  # softmax(V h_t) at every step
             else:
                 z = system.head(hs[-1][-1])                           # read at the last step

@@ -8,6 +8,7 @@ import lightning as L
 import torch
 
 from dlf.errors import require
+from dlf.lightning_internals import fit_position as trainer_fit_position
 
 
 @dataclass
@@ -186,21 +187,17 @@ class InMemoryDataModule(L.LightningDataModule):
             self._train_loader = TensorLoader(self.train, equal_shares=True, **where, **kwargs)
             if old is not None:
                 self._train_loader.epoch, self._train_loader.skip = old.epoch, old.skip
-        self._train_loader.position = self._fit_position
+        self._train_loader.position = self.fit_position
         return self._train_loader
 
     def train_dataloader(self):
         return self.train_loader(batch_size=self.batch_size, shuffle=True, seed=self.seed)
 
-    def _fit_position(self) -> tuple[int, int] | None:
-        """(epoch, batches trained in it) from the Trainer while fitting: exact at every checkpoint save."""
-        trainer = getattr(self, "trainer", None)
-        if trainer is None or trainer.state.fn != "fit":
-            return None
-        done = trainer.fit_loop.epoch_loop.batch_progress.current.processed
-        if done >= trainer.num_training_batches:  # the epoch is over (limit_train_batches may cut it short)
-            return trainer.current_epoch + 1, 0
-        return trainer.current_epoch, done
+    def fit_position(self) -> tuple[int, int] | None:
+        """(epoch, batches trained in it) from the Trainer while fitting: exact at every checkpoint save (see
+        dlf.lightning_internals.fit_position). A training loader's `position`; RunGuard also gives it to the loaders
+        of data modules that override train_dataloader()."""
+        return trainer_fit_position(getattr(self, "trainer", None))
 
     def val_dataloader(self):  # every sample exactly once over all ranks (shares differ by at most one)
         return TensorLoader(self.val, self.eval_batch_size, **self.shard())
@@ -212,7 +209,7 @@ class InMemoryDataModule(L.LightningDataModule):
         if self._train_loader is None:
             return {}
         if self._train_loader.position is None:
-            self._train_loader.position = self._fit_position
+            self._train_loader.position = self.fit_position
         return {"train_loader": self._train_loader.state_dict()}
 
     def load_state_dict(self, state: dict) -> None:

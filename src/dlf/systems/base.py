@@ -1,4 +1,10 @@
-"""What every dlf system shares: the optimizer (and scheduler) from the top-level config groups, and the data facts."""
+"""What every dlf system shares: the optimizer (and scheduler) from the top-level config groups, the data facts, the
+train/val/test hooks around one `step`, per-stage metrics, and logging.
+
+d2l's Classifier pattern: a family writes one `step(batch, batch_idx, stage)` (compute the loss, update and log this
+stage's metrics, return the loss); `training_step`, `validation_step` and `test_step` are written once, here. A family
+binds its cost (and the metrics it logs) when it is built, so a step calls them without naming them again.
+"""
 
 from __future__ import annotations
 
@@ -6,9 +12,21 @@ from collections.abc import Callable
 
 import lightning as L
 import torch
+import torchmetrics
 
+from dlf import lightning_internals as internals
 from dlf.data.base import DataFacts
 from dlf.errors import DlfError
+
+STAGES = ("train", "val", "test")
+
+
+def accuracy(num_classes: int | None = None) -> torchmetrics.Metric:
+    """acc = 1/n sum_i [y_hat_i = y_i]: a binary target thresholds y_hat at 0.5 (num_classes=None); classes take the
+    argmax (a micro average: every sample counts once)."""
+    if num_classes is None:
+        return torchmetrics.classification.BinaryAccuracy(validate_args=False)
+    return torchmetrics.classification.MulticlassAccuracy(num_classes=num_classes, average="micro", validate_args=False)
 
 
 class System(L.LightningModule):
@@ -36,15 +54,41 @@ class System(L.LightningModule):
         so uneven validation shares still give the mean over the whole split. Per-step training values stay local
         (no collective per step)."""
         if sync_dist is None:
-            many = self._trainer is not None and self.trainer.world_size > 1
+            trainer = internals.attached_trainer(self)
+            many = trainer is not None and trainer.world_size > 1
             on_epoch = kwargs.get("on_epoch")
-            sync_dist = many and (on_epoch if on_epoch is not None else self._current_fx_name != "training_step")
+            sync_dist = many and (on_epoch if on_epoch is not None else internals.current_hook(self) != "training_step")
         super().log(name, value, *args, sync_dist=sync_dist, **kwargs)
 
     def log_dict(self, dictionary, *args, sync_dist: bool | None = None, **kwargs) -> None:
         for k, v in dictionary.items():  # through self.log, so the sync_dist default above applies
             self.log(k, v, *args, sync_dist=sync_dist, **kwargs)
 
+    # ---- one step, three stages ------------------------------------------------------------------------------------
+    def step(self, batch, batch_idx: int, stage: str) -> torch.Tensor:
+        """One batch of `stage` ("train", "val" or "test"): compute the loss, update and log this stage's metrics,
+        return the loss (training backpropagates it). Every family implements it."""
+        raise NotImplementedError(f"{type(self).__name__} must implement step(batch, batch_idx, stage)")
+
+    def training_step(self, batch, batch_idx):
+        return self.step(batch, batch_idx, "train")
+
+    def validation_step(self, batch, batch_idx):
+        self.step(batch, batch_idx, "val")
+
+    def test_step(self, batch, batch_idx):
+        self.step(batch, batch_idx, "test")
+
+    def add_stage_metrics(self, name: str, make: Callable[[], torchmetrics.Metric],
+                          stages: tuple[str, ...] = STAGES) -> dict[str, torchmetrics.Metric]:
+        """A fresh metric for each stage, registered as self.<stage>_<name> (submodules follow the model's device;
+        torchmetrics states are not persistent, so no state_dict key); returned as {stage: metric} for `step`."""
+        metrics = {stage: make() for stage in stages}
+        for stage, metric in metrics.items():
+            setattr(self, f"{stage}_{name}", metric)
+        return metrics
+
+    # ---- logging ---------------------------------------------------------------------------------------------------
     def metric_names(self) -> set[str] | None:
         """The names this system logs (as "stage/name"), so that `monitor=` is checked before training starts.
         None: not declared (no start-up check). Families override it; tests/test_entry.py checks it against a run."""
@@ -63,8 +107,7 @@ class System(L.LightningModule):
         (every trainer.log_every_n_steps). Each self.log call costs Lightning about 1 ms on CPU, which on a small net
         is more than the step itself; skipping the calls whose values would be dropped anyway changes no logged number.
         The loss the step returns (checked for divergence, drawn by CostCurve) is unaffected."""
-        connector = getattr(self.trainer, "_logger_connector", None)
-        if connector is None or connector.should_update_logs:
+        if internals.logs_this_step(self.trainer):
             self.log(name, value, on_step=True, on_epoch=False, **kwargs)
 
     def log_loss_and_metric(self, stage: str, loss, name: str, metric) -> None:
@@ -79,7 +122,7 @@ class System(L.LightningModule):
     @staticmethod
     def stage_metrics(*names: str) -> set[str]:
         """{train,val,test}/<name> for each name."""
-        return {f"{stage}/{n}" for stage in ("train", "val", "test") for n in names}
+        return {f"{stage}/{n}" for stage in STAGES for n in names}
 
     def _log_epoch_metrics(self, stage: str) -> None:
         for name in [n for n in self._epoch_metrics if n.startswith(stage + "/")]:

@@ -14,7 +14,7 @@ import torchmetrics
 
 from dlf.data.base import DataFacts
 from dlf.errors import DlfError, require
-from dlf.systems.base import System
+from dlf.systems.base import System, accuracy
 
 
 def net_input_shape(facts: DataFacts, dims: int) -> tuple[int, ...]:
@@ -50,11 +50,11 @@ class CNNSystem(System):
         self.net = net(in_shape=self.in_shape, num_classes=facts.num_classes)
         self.print_summary = print_summary
         k = facts.num_classes
-        acc = lambda: torchmetrics.classification.MulticlassAccuracy(  # noqa: E731
-            num_classes=k, average="micro", validate_args=False)
-        self.train_acc, self.val_acc, self.test_acc = acc(), acc(), acc()
-        self.val_confusion = torchmetrics.classification.MulticlassConfusionMatrix(k, validate_args=False)
-        self.test_confusion = torchmetrics.classification.MulticlassConfusionMatrix(k, validate_args=False)
+        self.acc = self.add_stage_metrics("acc", lambda: accuracy(k))
+        # the confusion matrix of the current validation (test) epoch, drawn by dlf.callbacks.cnn
+        self.confusion = self.add_stage_metrics(
+            "confusion", lambda: torchmetrics.classification.MulticlassConfusionMatrix(k, validate_args=False),
+            stages=("val", "test"))
 
     def summary_table(self) -> str | None:
         """The layer plan (what each layer does, the shape it hands on) that dlf's model summary prints instead of
@@ -86,7 +86,7 @@ class CNNSystem(System):
         """Class probabilities y_hat = softmax(z)."""
         return torch.softmax(self.net(self.to_net_input(x)), dim=-1)
 
-    def _step(self, batch, stage: str, acc, confusion=None):
+    def step(self, batch, batch_idx: int, stage: str) -> torch.Tensor:
         x, y = batch
         x = self.to_net_input(x)
         if stage == "train" and self.augment_shift:
@@ -94,26 +94,17 @@ class CNNSystem(System):
         z = self.net(x)
         loss = F.cross_entropy(z, y)                      # J = -1/n sum_i log softmax(z_i)[y_i]
         pred = z.detach().argmax(dim=-1)
-        acc.update(pred, y)
-        if confusion is not None:
-            confusion.update(pred, y)
-        self.log_loss_and_metric(stage, loss, "acc", acc)
+        self.acc[stage].update(pred, y)
+        if stage in self.confusion:
+            self.confusion[stage].update(pred, y)
+        self.log_loss_and_metric(stage, loss, "acc", self.acc[stage])
         return loss
 
     def metric_names(self) -> set[str]:
-        return self.stage_metrics("loss", "acc")  # log_loss_and_metric(stage, loss, "acc", acc) in _step
-
-    def training_step(self, batch, batch_idx):
-        return self._step(batch, "train", self.train_acc)
+        return self.stage_metrics("loss", "acc")  # log_loss_and_metric(stage, loss, "acc", ...) in step
 
     def on_validation_epoch_start(self):
         self.val_confusion.reset()
 
-    def validation_step(self, batch, batch_idx):
-        self._step(batch, "val", self.val_acc, self.val_confusion)
-
     def on_test_epoch_start(self):
         self.test_confusion.reset()
-
-    def test_step(self, batch, batch_idx):
-        self._step(batch, "test", self.test_acc, self.test_confusion)

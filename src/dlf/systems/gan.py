@@ -26,6 +26,7 @@ from pathlib import Path
 
 import torch
 
+from dlf import lightning_internals as internals
 from dlf.data.base import DataFacts
 from dlf.errors import DlfError, require
 from dlf.metrics.modes import class_stats, mode_stats
@@ -141,7 +142,7 @@ class GANSystem(System):
         opt_g = (self.g_optimizer_factory or default)(self.G.parameters())
         if self.scheduler_factory is None:
             return [opt_d, opt_g]
-        batches = float(self.trainer.estimated_stepping_batches) if self._trainer is not None else 1.0
+        batches = float(self.trainer.estimated_stepping_batches) if internals.attached_trainer(self) is not None else 1.0
         if not math.isfinite(batches):
             raise DlfError("a learning-rate schedule for the GAN needs a finite run: set trainer.max_epochs")
         batches = int(batches)
@@ -161,7 +162,7 @@ class GANSystem(System):
             raise DlfError("trainer.accumulate_grad_batches must be 1 for the GAN (manual optimization)")
         return []
 
-    def _step(self, opt, loss: torch.Tensor, sched) -> None:
+    def _optimize(self, opt, loss: torch.Tensor, sched) -> None:
         """Backpropagate `loss`, clip if asked, step `opt` and its scheduler."""
         opt.zero_grad()
         self.manual_backward(loss)
@@ -171,7 +172,7 @@ class GANSystem(System):
         if sched is not None:
             sched.step()
 
-    # ---- training ---------------------------------------------------------------------------------------------
+    # ---- training: manual, two optimizers (System.training_step is replaced, System.step serves val and test) -----
     def training_step(self, batch, batch_idx):
         x = batch[0]
         m = len(x)
@@ -183,7 +184,7 @@ class GANSystem(System):
         with torch.no_grad():
             fake = self.G(self.sample_z(m))
         d_loss = discriminator_loss(self.pack_d(x), self.pack_d(fake), self.impl)  # packs of model.pack samples
-        self._step(opt_d, d_loss, sched_d)
+        self._optimize(opt_d, d_loss, sched_d)
         self.untoggle_optimizer(opt_d)
         self.log_train_step("train/d_loss", d_loss.detach(), prog_bar=True)
 
@@ -192,7 +193,7 @@ class GANSystem(System):
             self.toggle_optimizer(opt_g)        # only theta_g takes gradients; D is frozen while the graph is built
             s_gen = self.pack_d(self.G(self.sample_z(m)))
             g_loss = generator_loss(s_gen, self.g_loss_kind, self.impl)
-            self._step(opt_g, g_loss, sched_g)
+            self._optimize(opt_g, g_loss, sched_g)
             self.untoggle_optimizer(opt_g)
             if self.G_ema is not None:
                 self.G_ema.update_parameters(self.G)
@@ -202,7 +203,8 @@ class GANSystem(System):
 
     # ---- evaluation -------------------------------------------------------------------------------------------
     def setup(self, stage: str) -> None:
-        dm = getattr(self.trainer, "datamodule", None) if self._trainer is not None else None
+        trainer = internals.attached_trainer(self)
+        dm = getattr(trainer, "datamodule", None)
         if self._scorer or self.centres is not None or self.facts.target != "classes" or dm is None:
             return
         from dlf.metrics.classifier import load_or_train
@@ -223,7 +225,8 @@ class GANSystem(System):
             names |= {f"{s}/{n}" for s in ("val", "test") for n in ("high_quality", "modes", "kl", "score")}
         return names
 
-    def _eval_step(self, batch, batch_idx: int, stage: str) -> None:
+    def step(self, batch, batch_idx: int, stage: str) -> torch.Tensor:
+        """A validation or test batch: D's loss on real data and on G's samples (training is training_step above)."""
         # The noise comes from its own generator (seeded by the batch), never from the global RNG that the training
         # step draws from: a validation must not shift the training noise, or a run resumed from a checkpoint written
         # before that validation would draw different z than the run left alone.
@@ -231,13 +234,9 @@ class GANSystem(System):
         gen = torch.Generator().manual_seed(self.eval_seed + 1 + batch_idx)
         z = self.sample_z(len(x), gen).to(x.device)
         s_real, s_fake = self.pack_d(x), self.pack_d(self.G_eval(z))
-        self.log(f"{stage}/d_loss", discriminator_loss(s_real, s_fake), prog_bar=False)
-
-    def validation_step(self, batch, batch_idx):
-        self._eval_step(batch, batch_idx, "val")
-
-    def test_step(self, batch, batch_idx):
-        self._eval_step(batch, batch_idx, "test")
+        d_loss = discriminator_loss(s_real, s_fake)
+        self.log(f"{stage}/d_loss", d_loss, prog_bar=False)
+        return d_loss
 
     def score(self, samples: torch.Tensor, prefix: str) -> dict[str, float]:
         """Mode coverage of `samples`: against the mixture's centres (points) or by the classifier (images)."""

@@ -2,17 +2,17 @@
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Callable
 
 import torch
-import torchmetrics
 
 from dlf.data.base import DataFacts
 from dlf.errors import require
 from dlf.metrics.solved import MarginSolved
 from dlf.nets.costs import make_cost, output_unit
 from dlf.nets.mlp import ScratchMLP
-from dlf.systems.base import System
+from dlf.systems.base import System, accuracy
 
 
 class MLPSystem(System):
@@ -35,44 +35,28 @@ class MLPSystem(System):
         self.output = output
         self.net = net(in_features=facts.flat_features, out_features=1 if binary else facts.num_classes)
         self.impl = "scratch" if isinstance(self.net, ScratchMLP) else "torch"
-        self.cost_name = cost
-        self.cost = make_cost(cost, self.impl)
-        if binary:
-            make = lambda: torchmetrics.classification.BinaryAccuracy(validate_args=False)  # noqa: E731
-        else:
-            make = lambda: torchmetrics.classification.MulticlassAccuracy(  # noqa: E731
-                num_classes=facts.num_classes, average="micro", validate_args=False)
-        self.train_acc, self.val_acc, self.test_acc = make(), make(), make()
+        # J(z, y): the cost bound once, with its output unit (torch's, or the hand-written backward for scratch)
+        self.cost = functools.partial(make_cost(cost, self.impl), cost=cost, output=output)
+        self.acc = self.add_stage_metrics("acc", lambda: accuracy(None if binary else facts.num_classes))
         # {stage}/solved for a binary target: accuracy at 0.5 says "solved" while the outputs still sit near 0.5
-        self.solved = {s: MarginSolved(self.SOLVED_MARGIN) for s in ("train", "val", "test")} if binary else {}
-        for stage, metric in self.solved.items():  # registered as submodules: they follow the model's device
-            setattr(self, f"{stage}_solved", metric)
+        self.solved = self.add_stage_metrics("solved", lambda: MarginSolved(self.SOLVED_MARGIN)) if binary else {}
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """Output probabilities y_hat: [N, 1] for a binary target, [N, classes] for classes."""
         return output_unit(self.net(x.flatten(1)), self.output)
 
-    def _step(self, batch, stage: str, acc: torchmetrics.Metric):
+    def step(self, batch, batch_idx: int, stage: str) -> torch.Tensor:
         x, y = batch
-        z = self.net(x.flatten(1))
-        loss = self.cost(z, y, self.cost_name, self.output)
-        y_hat = output_unit(z.detach(), self.output)
-        acc.update(y_hat, y.to(torch.int64))
-        self.log_loss_and_metric(stage, loss, "acc", acc)
+        z = self.net(x.flatten(1))                           # z: the output pre-activation (logits)
+        loss = self.cost(z, y)                               # J(z, y), the configured cost
+        y_hat = output_unit(z.detach(), self.output)         # y_hat = sigmoid(z) or softmax(z)
+        self.acc[stage].update(y_hat, y.to(torch.int64))
+        self.log_loss_and_metric(stage, loss, "acc", self.acc[stage])
         if self.solved:
             self.solved[stage].update(y_hat, y)
             self.log_at_epoch_end(f"{stage}/solved", self.solved[stage])
         return loss
 
     def metric_names(self) -> set[str]:
-        names = self.stage_metrics("loss", "acc")  # log_loss_and_metric(stage, loss, "acc", acc) in _step
+        names = self.stage_metrics("loss", "acc")  # log_loss_and_metric(stage, loss, "acc", ...) in step
         return names | self.stage_metrics("solved") if self.solved else names  # a binary target's margin "solved"
-
-    def training_step(self, batch, batch_idx):
-        return self._step(batch, "train", self.train_acc)
-
-    def validation_step(self, batch, batch_idx):
-        self._step(batch, "val", self.val_acc)
-
-    def test_step(self, batch, batch_idx):
-        self._step(batch, "test", self.test_acc)

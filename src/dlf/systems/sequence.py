@@ -24,11 +24,105 @@ from torch import nn
 
 from dlf.data.base import DataFacts
 from dlf.errors import require
-from dlf.systems.base import System
+from dlf.systems.base import System, accuracy
 
 
 def detach_state(state):
     return tuple(s.detach() for s in state) if isinstance(state, tuple) else state.detach()
+
+
+# ---- what a sequence system predicts: chosen once, from the data's target -------------------------------------------
+class Task:
+    """What the head reads, the cost and the metrics beside the loss, for one kind of target. Subclasses set
+    in_features / out_features (for the net and the head V) and may register per-stage metrics on the system."""
+
+    kind = "sequence"       # the data kind it reads
+    every_step = False      # the head reads h_T only (True: every h_t, a language model)
+    metrics: tuple[str, ...] = ()  # logged beside {stage}/loss
+    in_features: int
+    out_features: int
+
+    def inputs(self, x: torch.Tensor, dtype: torch.dtype) -> torch.Tensor:
+        """[N, T] signals get one feature per step: [N, T, 1]; [N, T, F] pass unchanged."""
+        return x.unsqueeze(-1) if x.dim() == 2 else x
+
+    def cost(self, z: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+        raise NotImplementedError
+
+    def log(self, system: System, stage: str, loss, z, y, **kw) -> None:
+        """Log this stage's metrics beside the loss; `kw`: the step's self.log arguments (batch_size, on_step, ...)."""
+
+    def epoch_end(self, system: System, stage: str) -> None:
+        """At the end of a validation or test epoch (after the system's epoch metrics)."""
+
+
+class Regression(Task):
+    """data=adding: y_hat = V h_T read at the last step; cost: mean squared error; logs {stage}/mse."""
+
+    metrics = ("mse",)
+
+    def __init__(self, system: System, facts: DataFacts):
+        self.in_features, self.out_features = facts.in_features, 1
+
+    def cost(self, z, y):
+        return F.mse_loss(z, y)                                    # J = 1/n sum_i (y_i - y_hat_i)^2
+
+    def log(self, system, stage, loss, z, y, **kw):
+        system.log(f"{stage}/mse", loss, **kw)
+
+
+class Classes(Task):
+    """data=mnist1d: y_hat = softmax(V h_T) at the last step; cost: cross-entropy; logs {stage}/acc."""
+
+    metrics = ("acc",)
+
+    def __init__(self, system: System, facts: DataFacts):
+        self.in_features, self.out_features = facts.in_features, facts.num_classes
+        self.acc = system.add_stage_metrics("acc", lambda: accuracy(facts.num_classes))
+
+    def cost(self, z, y):
+        return F.cross_entropy(z, y)                               # J = -1/n sum_i log softmax(z_i)[y_i]
+
+    def log(self, system, stage, loss, z, y, **kw):
+        self.acc[stage].update(z.detach(), y)
+        system.log_at_epoch_end(f"{stage}/acc", self.acc[stage], prog_bar=stage != "train")
+
+
+class NextToken(Task):
+    """data=text: y_hat_t = softmax(V h_t) at every step over one-hot characters; L = Σ_t L_t; logs nll and ppl."""
+
+    kind = "tokens"
+    every_step = True
+    metrics = ("nll", "ppl")
+
+    def __init__(self, system: System, facts: DataFacts):
+        self.in_features = self.out_features = len(facts.vocab or [])
+        self.nll = system.add_stage_metrics("nll", torchmetrics.MeanMetric, stages=("val", "test"))
+
+    def inputs(self, x, dtype):
+        return F.one_hot(x, self.in_features).to(dtype)           # character ids -> one-hot vectors
+
+    def cost(self, z, y):
+        # L = Σ_t L_t, L_t = -log softmax(V h_t)[y_t]; mean over the N sequences
+        return F.cross_entropy(z.reshape(-1, z.shape[-1]), y.reshape(-1), reduction="sum") / z.shape[0]
+
+    def log(self, system, stage, loss, z, y, **kw):
+        nll = loss.detach() / z.shape[1]  # nats per character
+        if stage == "train":
+            system.log("train/nll", nll, batch_size=kw["batch_size"])
+            system.log("train/ppl", torch.exp(nll), batch_size=kw["batch_size"])
+        else:
+            self.nll[stage].update(nll, weight=kw["batch_size"])
+
+    def epoch_end(self, system, stage):
+        if self.nll[stage].update_called:
+            nll = self.nll[stage].compute()
+            system.log(f"{stage}/nll", nll)
+            system.log(f"{stage}/ppl", torch.exp(nll), prog_bar=True)
+            self.nll[stage].reset()
+
+
+TASKS = {"regression": Regression, "classes": Classes, "next_token": NextToken}
 
 
 class SequenceSystem(System):
@@ -41,33 +135,22 @@ class SequenceSystem(System):
                                         and tbptt_steps > 0),
                 f"model.tbptt_steps={tbptt_steps!r} must be a positive number of steps (e.g. 20), or null for full BPTT")
         self.tbptt_steps = tbptt_steps
-        tasks = {"regression": "regression", "classes": "classes", "next_token": "lm"}
-        require(facts.target in tasks, f"a sequence model cannot learn data={facts.name}'s target '{facts.target}': "
+        require(facts.target in TASKS, f"a sequence model cannot learn data={facts.name}'s target '{facts.target}': "
                                        "use regression, classes or next_token data (adding, mnist1d, text)")
-        self.task = tasks[facts.target]
-        require((self.task == "lm") == (facts.kind == "tokens"),
+        require(TASKS[facts.target].kind == facts.kind,
                 f"data={facts.name} has kind '{facts.kind}' but target '{facts.target}': not a sequence task dlf knows")
-        in_features = len(facts.vocab) if self.task == "lm" else facts.in_features
-        self.net = net(in_features=in_features)
-        require(not (self.task == "lm" and self.net.bidirectional),
+        self.task = TASKS[facts.target](self, facts)  # inputs, what the head reads, the cost, the metrics
+        self.net = net(in_features=self.task.in_features)
+        require(not (self.task.every_step and self.net.bidirectional),
                 "model.net.bidirectional=true cannot model language (it would read the next character): set it false")
         require(not (tbptt_steps and self.net.bidirectional),
                 "model.tbptt_steps needs a one-directional net: set model.net.bidirectional=false or model.tbptt_steps=null")
-        out = {"regression": 1, "classes": facts.num_classes, "lm": len(facts.vocab or [])}[self.task]
-        self.head = nn.Linear(self.net.out_features, out)  # V: hidden to output
-        if self.task == "classes":
-            make = lambda: torchmetrics.classification.MulticlassAccuracy(  # noqa: E731
-                num_classes=facts.num_classes, average="micro", validate_args=False)
-            self.train_acc, self.val_acc, self.test_acc = make(), make(), make()
-        if self.task == "lm":
-            self.nll = nn.ModuleDict({s: torchmetrics.MeanMetric() for s in ("val", "test")})
+        self.head = nn.Linear(self.net.out_features, self.task.out_features)  # V: hidden to output
 
     # ---- computing -------------------------------------------------------------------------------------------------
     def inputs(self, x: torch.Tensor) -> torch.Tensor:
         """x as [N, T, F]: characters become one-hot vectors; [N, T] signals (MNIST-1D) get one feature per step."""
-        if self.task == "lm":
-            return F.one_hot(x, len(self.facts.vocab)).to(self.head.weight.dtype)
-        return x.unsqueeze(-1) if x.dim() == 2 else x
+        return self.task.inputs(x, self.head.weight.dtype)
 
     def encode(self, x: torch.Tensor, tbptt_steps: int | None = None, state=None):
         """Hidden states h_1..h_T [N, T, D*H] and the final state; with tbptt_steps=k the gradient stops every k steps."""
@@ -90,66 +173,33 @@ class SequenceSystem(System):
     def forward(self, x: torch.Tensor, tbptt_steps: int | None = None) -> torch.Tensor:
         """Regression: y_hat [N, 1]; classes: logits [N, K]; language model: logits [N, T, V] (softmax in the cost)."""
         hs, _ = self.encode(self.inputs(x), tbptt_steps)
-        return self.head(hs) if self.task == "lm" else self.head(self.last(hs))
+        return self.head(hs) if self.task.every_step else self.head(self.last(hs))
 
     def cost(self, z: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
-        if self.task == "regression":
-            return F.mse_loss(z, y)
-        if self.task == "classes":
-            return F.cross_entropy(z, y)
-        # L = Σ_t L_t, L_t = -log softmax(V h_t)[y_t]; mean over the N sequences
-        return F.cross_entropy(z.reshape(-1, z.shape[-1]), y.reshape(-1), reduction="sum") / z.shape[0]
+        """The task's cost J(z, y) (see the module docstring)."""
+        return self.task.cost(z, y)
 
     # ---- training --------------------------------------------------------------------------------------------------
-    def _step(self, batch, stage: str):
+    def step(self, batch, batch_idx: int, stage: str) -> torch.Tensor:
         x, y = batch
         z = self(x, self.tbptt_steps if stage == "train" else None)
         loss = self.cost(z, y)
-        n, train = len(x), stage == "train"
-        log = {"batch_size": n, "on_step": train, "on_epoch": not train}
+        train = stage == "train"
+        log = {"batch_size": len(x), "on_step": train, "on_epoch": not train}
         self.log(f"{stage}/loss", loss, prog_bar=True, **log)
-        if self.task == "regression":
-            self.log(f"{stage}/mse", loss, **log)
-        elif self.task == "classes":
-            acc = getattr(self, f"{stage}_acc")
-            acc.update(z.detach(), y)
-            self.log_at_epoch_end(f"{stage}/acc", acc, prog_bar=not train)
-        else:
-            nll = loss.detach() / x.shape[1]  # nats per character
-            if train:
-                self.log("train/nll", nll, batch_size=n)
-                self.log("train/ppl", torch.exp(nll), batch_size=n)
-            else:
-                self.nll[stage].update(nll, weight=n)
+        self.task.log(self, stage, loss, z, y, **log)
         return loss
 
     def metric_names(self) -> set[str]:
-        extra = {"regression": ("mse",), "classes": ("acc",), "lm": ("nll", "ppl")}[self.task]  # as in _step
-        return self.stage_metrics("loss", *extra)
-
-    def _lm_epoch_end(self, stage: str):
-        if self.task == "lm" and self.nll[stage].update_called:
-            nll = self.nll[stage].compute()
-            self.log(f"{stage}/nll", nll)
-            self.log(f"{stage}/ppl", torch.exp(nll), prog_bar=True)
-            self.nll[stage].reset()
-
-    def training_step(self, batch, batch_idx):
-        return self._step(batch, "train")
-
-    def validation_step(self, batch, batch_idx):
-        self._step(batch, "val")
-
-    def test_step(self, batch, batch_idx):
-        self._step(batch, "test")
+        return self.stage_metrics("loss", *self.task.metrics)  # as in step
 
     def on_validation_epoch_end(self):
         super().on_validation_epoch_end()
-        self._lm_epoch_end("val")
+        self.task.epoch_end(self, "val")
 
     def on_test_epoch_end(self):
         super().on_test_epoch_end()
-        self._lm_epoch_end("test")
+        self.task.epoch_end(self, "test")
 
     def on_save_checkpoint(self, checkpoint: dict) -> None:
         # What scripts/sample.py needs to rebuild the model without the data: the facts (vocabulary) as plain types.

@@ -1,0 +1,25 @@
+#!/usr/bin/env bash
+# Every workload of scripts/bench.py, one at a time, on one thread; prints each workload's last line.
+#   scripts/bench_all.sh                                  # this checkout's dlf
+#   PYTHONPATH=<other checkout>/src scripts/bench_all.sh  # another dlf (e.g. an older main), same harness
+#   REPEATS=5 THREADS=2 scripts/bench_all.sh              # more rounds / threads
+#   EXTRA="--clock cpu" scripts/bench_all.sh              # CPU time per step (a loaded machine); or "--precision bf16-mixed"
+# Measure on an idle machine; the steps below keep each workload to about a minute there.
+set -u
+cd "$(dirname "$0")/.."
+PY=${PYTHON:-python}
+THREADS=${THREADS:-1}
+REPEATS=${REPEATS:-3}
+export OMP_NUM_THREADS=$THREADS
+uptime
+status=0
+for spec in parity:150 xor:500 mlp:400 cnn:200 cnn1d:300 rnn:100 lstm:60 gan:500; do
+  w=${spec%%:*}; steps=${spec##*:}
+  out=$($PY scripts/bench.py "$w" --threads "$THREADS" --steps "$steps" --repeats "$REPEATS" ${EXTRA:-} 2>/dev/null)
+  rc=$?
+  [ $rc -ne 0 ] && status=1
+  last="${out##*$'\n'}"
+  echo "${last:-$w: failed (exit $rc; run python scripts/bench.py $w to see why)}"
+done
+uptime
+exit $status

@@ -1,0 +1,77 @@
+"""Every read of Lightning's private state, in one place (written against lightning 2.6).
+
+dlf needs three things Lightning keeps to itself: whether this training step's logs will be written (to skip a
+costly self.log call whose value would be dropped), how many batches of the epoch are trained (the exact resume
+position of a data loader), and, inside a LightningModule, whether a Trainer is attached and which hook is running.
+Each is one function below; its docstring says what it reads and why no public API serves. A renamed attribute
+raises a DlfError that names it; tests/test_lightning_internals.py runs a small real Trainer and checks each value
+at the moment dlf reads it, so a Lightning upgrade that changes one fails there first.
+"""
+
+from __future__ import annotations
+
+import lightning as L
+from lightning.pytorch.utilities import CombinedLoader
+
+from dlf.errors import DlfError
+
+
+def _read(obj, path: str):
+    """obj.<path> (dotted), or a one-line error naming the private attribute that this Lightning no longer has."""
+    value = obj
+    for name in path.split("."):
+        try:
+            value = getattr(value, name)
+        except AttributeError:
+            raise DlfError(f"dlf reads Lightning's {type(obj).__name__}.{path}, which lightning {L.__version__} does "
+                           "not have: install the lightning version pyproject.toml names, or update "
+                           "src/dlf/lightning_internals.py") from None
+    return value
+
+
+def attached_trainer(module: L.LightningModule) -> L.Trainer | None:
+    """The Trainer `module` is attached to, or None. Reads `LightningModule._trainer`: the public `module.trainer`
+    raises when there is none, and a system is also built, logged from and summarised outside a Trainer."""
+    return _read(module, "_trainer")
+
+
+def current_hook(module: L.LightningModule) -> str | None:
+    """The name of the hook Lightning is running on `module` ("training_step", "validation_step", ...), or None.
+    Reads `LightningModule._current_fx_name`, which Lightning's own `self.log` uses to choose its defaults (on_step
+    in training_step, on_epoch elsewhere); dlf's `System.log` chooses `sync_dist` by the same rule. No public API."""
+    return _read(module, "_current_fx_name")
+
+
+def logs_this_step(trainer: L.Trainer) -> bool:
+    """Whether Lightning will write the values logged in the current training step (every trainer.log_every_n_steps
+    optimizer steps). Reads `Trainer._logger_connector.should_update_logs`: the cadence rule (which counter, the +1,
+    log_every_n_steps=0) lives there only; System.log_train_step skips self.log calls whose values would be dropped."""
+    return bool(_read(trainer, "_logger_connector.should_update_logs"))
+
+
+def batches_done(trainer: L.Trainer) -> int:
+    """Training batches completed in the current epoch (their step and its hooks have run). Reads
+    `Trainer.fit_loop.epoch_loop.batch_progress.current.processed`, Lightning's own progress counter, which is exact
+    when a checkpoint is saved; counting a loader's yields would be one ahead (Lightning prefetches a batch), and
+    `trainer.global_step` counts optimizer steps (two a batch for the GAN, one per k batches with accumulation)."""
+    return int(_read(trainer, "fit_loop.epoch_loop.batch_progress.current.processed"))
+
+
+def fit_position(trainer: L.Trainer | None) -> tuple[int, int] | None:
+    """(epoch, batches trained in it) while `trainer` fits, from batches_done: a data loader's exact resume point at
+    every checkpoint save; (next epoch, 0) once an epoch's batches are done (limit_train_batches may cut it short).
+    None outside fit."""
+    if trainer is None or trainer.state.fn != "fit":
+        return None
+    done = batches_done(trainer)
+    if done >= trainer.num_training_batches:  # the epoch is over
+        return trainer.current_epoch + 1, 0
+    return trainer.current_epoch, done
+
+
+def train_loaders(trainer: L.Trainer) -> list:
+    """The training data loaders the fit loop iterates, flattened (one per loader, however the data module nested
+    them). Public API: `trainer.train_dataloader` (set once fit has loaded the data, by on_train_start) flattened by
+    CombinedLoader; empty before that."""
+    loaders = trainer.train_dataloader
+    return [] if loaders is None else CombinedLoader(loaders).flattened

@@ -1,0 +1,140 @@
+"""dlf.lightning_internals against a small real Trainer: each function read at the moment dlf reads it gives the value
+dlf relies on. When a Lightning upgrade renames or changes one of the private attributes, this file fails first, and
+the error names the attribute."""
+
+from __future__ import annotations
+
+import csv
+
+import lightning as L
+import pytest
+import torch
+import torch.nn.functional as F
+from lightning.pytorch.loggers import CSVLogger
+
+from dlf import lightning_internals as internals
+from dlf.data.base import DataFacts, InMemoryDataModule
+from dlf.errors import DlfError
+from dlf.systems.base import System
+
+N, BATCH, LIMIT, EPOCHS, EVERY = 20, 4, 4, 2, 3  # 5 batches an epoch, cut to 4 (limit_train_batches)
+
+
+class Tiny(InMemoryDataModule):
+    """y = x1 - x2 on 20 points; remembers the training loader it served."""
+
+    def build(self):
+        g = torch.Generator().manual_seed(0)
+        x = torch.randn(N, 2, generator=g)
+        y = (x[:, :1] - x[:, 1:])
+        self.train = self.val = self.test = (x, y)
+        self.facts = DataFacts(name="tiny", kind="vector", target="regression", input_shape=(2,), in_features=2)
+
+    def train_dataloader(self):
+        self.served = super().train_dataloader()
+        return self.served
+
+
+class Probe(System):
+    """A dlf System whose step records what dlf reads from Lightning, where dlf reads it (System.log, log_train_step)."""
+
+    def __init__(self, facts):
+        super().__init__(facts)
+        self.net = torch.nn.Linear(2, 1)
+        self.hooks: dict[str, set] = {}
+        self.trainers: list = []
+        self.writes: list[tuple[bool, float]] = []  # (logs_this_step, loss) per training step
+
+    def step(self, batch, batch_idx, stage):
+        x, y = batch
+        loss = F.mse_loss(self.net(x), y)
+        self.hooks.setdefault(stage, set()).add(internals.current_hook(self))
+        self.trainers.append(internals.attached_trainer(self))
+        if stage == "train":
+            self.writes.append((internals.logs_this_step(self.trainer), float(loss.detach())))
+            self.log("train/every", loss, on_step=True, on_epoch=False)  # Lightning writes the steps it writes
+            self.log_train_step("train/skipped", loss)                   # dlf's: self.log only on those steps
+        else:
+            self.log(f"{stage}/loss", loss)
+        return loss
+
+
+class Positions(L.Callback):
+    """At each training batch end (where LastCheckpoint saves, so where a loader's state_dict is read)."""
+
+    def __init__(self):
+        self.seen: list[tuple] = []
+        self.loaders: list = []
+
+    def on_train_start(self, trainer, pl_module):
+        self.loaders = internals.train_loaders(trainer)
+
+    def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx):
+        dm = trainer.datamodule
+        self.seen.append((trainer.current_epoch, batch_idx, internals.batches_done(trainer),
+                          internals.fit_position(trainer), dm.fit_position(), dm.served.state_dict()))
+
+
+@pytest.fixture(scope="module")
+def fitted(tmp_path_factory):
+    torch.manual_seed(0)
+    dm = Tiny(batch_size=BATCH)
+    probe = Probe(dm.prepare())
+    before = internals.attached_trainer(probe)
+    positions = Positions()
+    logger = CSVLogger(tmp_path_factory.mktemp("internals"), name="", version="")
+    trainer = L.Trainer(max_epochs=EPOCHS, limit_train_batches=LIMIT, limit_val_batches=1, log_every_n_steps=EVERY,
+                        logger=logger, callbacks=[positions], enable_checkpointing=False, enable_progress_bar=False,
+                        enable_model_summary=False, accelerator="cpu", devices=1)
+    trainer.fit(probe, datamodule=dm)
+    trainer.test(probe, datamodule=dm, verbose=False)
+    with open(logger.log_dir + "/metrics.csv") as f:
+        rows = list(csv.DictReader(f))
+    return dict(dm=dm, probe=probe, before=before, positions=positions, trainer=trainer, rows=rows)
+
+
+def test_attached_trainer_is_none_before_fit_and_the_trainer_inside_it(fitted):
+    assert fitted["before"] is None
+    assert fitted["probe"].trainers and all(t is fitted["trainer"] for t in fitted["probe"].trainers)
+
+
+def test_current_hook_names_the_running_step(fitted):
+    assert fitted["probe"].hooks == {"train": {"training_step"}, "val": {"validation_step"}, "test": {"test_step"}}
+
+
+def test_logs_this_step_is_true_exactly_on_the_steps_lightning_writes(fitted):
+    writes, rows = fitted["probe"].writes, fitted["rows"]
+    assert len(writes) == EPOCHS * LIMIT
+    expected = [k for k, (w, _) in enumerate(writes) if w]
+    assert expected == [k for k in range(len(writes)) if (k + 1) % EVERY == 0]  # every log_every_n_steps steps
+    every = [float(r["train/every"]) for r in rows if r.get("train/every")]
+    assert every == pytest.approx([writes[k][1] for k in expected], rel=1e-6)  # the values Lightning kept
+    skipped = [float(r["train/skipped"]) for r in rows if r.get("train/skipped")]
+    assert skipped == every  # log_train_step loses nothing by skipping the other steps
+
+
+def test_batches_done_and_fit_position_at_each_batch_end(fitted):
+    seen = fitted["positions"].seen
+    assert len(seen) == EPOCHS * LIMIT
+    for epoch, b, done, pos, dm_pos, loader_state in seen:
+        assert done == b + 1  # the batch whose end this is counts as trained
+        expect = (epoch + 1, 0) if b + 1 == LIMIT else (epoch, b + 1)  # limit_train_batches ends the epoch early
+        assert pos == dm_pos == expect
+        assert loader_state == {"epoch": expect[0], "batch": expect[1]}  # what a checkpoint saved here records
+    assert internals.fit_position(None) is None
+
+
+def test_train_loaders_are_the_ones_the_data_module_served(fitted):
+    loaders = fitted["positions"].loaders
+    assert len(loaders) == 1 and loaders[0] is fitted["dm"].served
+
+
+@pytest.mark.parametrize("read, attribute", [
+    (lambda: internals.logs_this_step(object()), "_logger_connector.should_update_logs"),
+    (lambda: internals.batches_done(object()), "fit_loop.epoch_loop.batch_progress.current.processed"),
+    (lambda: internals.attached_trainer(object()), "_trainer"),
+    (lambda: internals.current_hook(object()), "_current_fx_name"),
+])
+def test_a_renamed_attribute_is_a_one_line_error_that_names_it(read, attribute):
+    with pytest.raises(DlfError, match=f"Lightning's object.{attribute}, which lightning"):
+        read()

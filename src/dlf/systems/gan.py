@@ -7,6 +7,8 @@ batch is also one generator step (descend log(1 - D(G(z))) in theta_g, or the no
 The losses, with the formulas beside the code, are in dlf.nets.gan_loss; the two nets in dlf.nets.gan.
 With model.pack=m (PacGAN) D scores packs of m samples, real with real and fake with fake, so every 1/m sum above
 runs over the N/m packs of a batch of N; the losses themselves do not change. model.spectral_norm=true normalises D.
+model.g_ema=d keeps an exponential moving average of G's weights, theta_ema <- d theta_ema + (1 - d) theta_g after
+every generator step (torch.optim.swa_utils.AveragedModel); scoring, figures and generation then use the average.
 
 Lightning 2 manual optimization: two optimizers (D first, G second) built from the top-level `optimizer` group
 unless the model config gives `d_optimizer` / `g_optimizer`; `toggle_optimizer` freezes the other net's parameters
@@ -42,7 +44,7 @@ class GANSystem(System):
                  d_optimizer: Callable | None = None, g_optimizer: Callable | None = None,
                  clip_grad_norm: float | None = None, n_eval: int = 2500, eval_seed: int = 1234,
                  n_sigma: float = 3.0, classifier_cache: str | None = None, pack: int = 1,
-                 spectral_norm: bool = False, data_scale: float | str = "auto",
+                 spectral_norm: bool = False, data_scale: float | str = "auto", g_ema: float | None = None,
                  optimizer: Callable | None = None, scheduler: Callable | None = None):
         super().__init__(facts, optimizer, scheduler)
         self.automatic_optimization = False
@@ -62,6 +64,14 @@ class GANSystem(System):
         require(isinstance(data_scale, (int, float)), f"model.data_scale={data_scale!r} must be a number or auto")
         self.G, self.D = net(latent_dim=latent_dim, sample_shape=facts.input_shape, output=output, pack=pack,
                              spectral_norm=bool(spectral_norm), scale=float(data_scale))
+        require(g_ema is None or (isinstance(g_ema, float) and 0 < g_ema < 1),
+                f"model.g_ema={g_ema!r} must be a decay in (0, 1), e.g. 0.999, or null (no average of G)")
+        self.G_ema = None
+        if g_ema is not None:  # theta_ema <- d theta_ema + (1 - d) theta_g, updated after each G step
+            from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn
+
+            self.G_ema = AveragedModel(self.G, multi_avg_fn=get_ema_multi_avg_fn(g_ema), use_buffers=True)
+            self.G_ema.requires_grad_(False)
         self.latent_dim, self.prior, self.g_loss_kind, self.impl = latent_dim, prior, g_loss, impl
         self.example_input_array = torch.zeros(1, latent_dim)  # forward is G(z): the model summary runs it on z = 0
         self.d_steps, self.clip_grad_norm, self.n_sigma = d_steps, clip_grad_norm, n_sigma
@@ -86,15 +96,20 @@ class GANSystem(System):
             return torch.randn(n, self.latent_dim, generator=generator, device=dev)
         return torch.rand(n, self.latent_dim, generator=generator, device=dev) * 2 - 1
 
+    @property
+    def G_eval(self) -> torch.nn.Module:
+        """The generator that is scored and sampled: the weight average when model.g_ema is set, else G."""
+        return self.G if self.G_ema is None else self.G_ema.module
+
     def forward(self, z: torch.Tensor) -> torch.Tensor:
         """G(z): samples shaped like the data."""
-        return self.G(z)
+        return self.G_eval(z)
 
     @torch.no_grad()
     def generate(self, n: int, generator: torch.Generator | None = None) -> torch.Tensor:
         was = self.training
         self.eval()
-        x = self.G(self.sample_z(n, generator).to(self.fixed_z.device))
+        x = self.G_eval(self.sample_z(n, generator).to(self.fixed_z.device))
         self.train(was)
         return x
 
@@ -170,6 +185,8 @@ class GANSystem(System):
             g_loss = generator_loss(s_gen, self.g_loss_kind, self.impl)
             self._optimize(opt_g, g_loss, sched_g)
             self.untoggle_optimizer(opt_g)
+            if self.G_ema is not None:
+                self.G_ema.update_parameters(self.G)
             self.log_train_step("train/g_loss", g_loss.detach(), prog_bar=True)
             self.log_train_step("train/d_fake", torch.sigmoid(s_gen.detach()).mean())  # D(G(z)): near 0.5 at equilibrium
         return d_loss.detach()
@@ -206,7 +223,7 @@ class GANSystem(System):
         x = batch[0]
         gen = torch.Generator().manual_seed(self.eval_seed + 1 + batch_idx)
         z = self.sample_z(len(x), gen).to(x.device)
-        s_real, s_fake = self.pack_d(x), self.pack_d(self.G(z))
+        s_real, s_fake = self.pack_d(x), self.pack_d(self.G_eval(z))
         d_loss = discriminator_loss(s_real, s_fake)
         self.log(f"{stage}/d_loss", d_loss, prog_bar=False)
         return d_loss
@@ -222,7 +239,7 @@ class GANSystem(System):
         return {}
 
     def _score_epoch(self, z: torch.Tensor, prefix: str) -> None:
-        self.last_samples = self.G(z).detach()
+        self.last_samples = self.G_eval(z).detach()
         stats = self.score(self.last_samples, prefix)
         shown = (f"{prefix}/modes", f"{prefix}/high_quality")
         if stats:

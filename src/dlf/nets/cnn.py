@@ -13,7 +13,7 @@ that leaves no output, stops start-up with one line naming the layer and the siz
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
 import torch
 import torch.nn.functional as F
@@ -256,8 +256,12 @@ class CNN(nn.Module):
                           "-" * len(lines[0]), *lines[1:]])
 
 
-def build_cnn(in_shape: Sequence[int], num_classes: int, impl: str = "torch", dims: int = 2, blocks: Sequence = (),
-              hidden: Sequence[int] = (), activation: str = "relu", dropout: float = 0.0) -> CNN:
-    """The CNN the config asks for; `in_shape` ([C, H, W] or [C, L]) and `num_classes` come from the data."""
+def build_cnn(in_shape: Sequence[int] | Callable[[int], Sequence[int]], num_classes: int, impl: str = "torch",
+              dims: int = 2, blocks: Sequence = (), hidden: Sequence[int] = (), activation: str = "relu",
+              dropout: float = 0.0) -> CNN:
+    """The CNN the config asks for; `in_shape` ([C, H, W] or [C, L]) and `num_classes` come from the data.
+    `in_shape` may be a function of `dims` (the system's: the data's samples in the layout of a 1-D or 2-D net)."""
+    if callable(in_shape):
+        in_shape = in_shape(dims)
     return CNN(in_shape, num_classes, impl=impl, dims=dims, blocks=blocks, hidden=hidden, activation=activation,
                dropout=dropout)

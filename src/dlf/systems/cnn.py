@@ -6,6 +6,8 @@ validation (and test) epoch that dlf.callbacks.cnn draws.
 
 from __future__ import annotations
 
+import functools
+
 from collections.abc import Callable
 
 import torch
@@ -45,9 +47,9 @@ class CNNSystem(System):
         self.augment_shift = augment_shift
         require(facts.target == "classes" and (facts.num_classes or 0) >= 2,
                 f"model=cnn classifies: data={facts.name} has target '{facts.target}', it needs class labels")
-        dims = getattr(net, "keywords", {}).get("dims", 2)
-        self.in_shape = net_input_shape(facts, dims)
-        self.net = net(in_shape=self.in_shape, num_classes=facts.num_classes)
+        # the net asks for the data's samples in its own layout ([C, H, W] or [C, L]), knowing its dims
+        self.net = net(in_shape=functools.partial(net_input_shape, facts), num_classes=facts.num_classes)
+        self.in_shape = self.net.in_shape
         self.print_summary = print_summary
         k = facts.num_classes
         self.acc = self.add_stage_metrics("acc", lambda: accuracy(k))

@@ -1,10 +1,11 @@
 """The progress bar: Lightning's Rich bar, redrawn at most `max_hz` times a second.
 
 Lightning's RichProgressBar recomputes its metrics and redraws the whole bar after every batch (its `refresh_rate` is
-not consulted on that path). On a small net that costs more than the step itself: on XOR it was the largest item dlf
-added to Lightning's bare loop (`scripts/bench.py xor --dlf-override trainer.enable_progress_bar=false`). This bar does
-the same drawing, only when at least 1/max_hz seconds have passed since the last one, and always at an epoch's last
-batch, so what the user sees is unchanged at a human's refresh rate. Nothing it does touches the training.
+not consulted on that path). This bar does the same drawing only when at least 1/max_hz seconds have passed since the
+last one, and always at an epoch's last batch, so what a person sees is unchanged. Measured on XOR (idle, 1 thread,
+`scripts/bench.py xor --dlf-override ...`): dlf 1.60 ms/step with Lightning's bar, 1.56 with this one, 1.40 with no bar
+at all; most of the bar's cost is Lightning's own per-step bookkeeping for it, which a callback cannot reach. Nothing
+it does touches the training.
 """
 
 from __future__ import annotations

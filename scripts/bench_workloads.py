@@ -122,9 +122,13 @@ def build(cfg):
     facts = dm.prepare()
     optimizer = instantiate(cfg.optimizer) if cfg.get("optimizer") else None
     scheduler = instantiate(cfg.scheduler) if cfg.get("scheduler") else None
-    model_cfg = cfg.model.copy()  # without the keys no system takes (dlf.speed.KEYS; absent in older dlf)
+    try:  # cfg.model without the keys no system takes
+        from dlf.speed import KEYS
+    except ImportError:  # an older dlf (no dlf.speed): its model configs have none of them
+        KEYS = ()
+    model_cfg = cfg.model.copy()
     with open_dict(model_cfg):
-        for key in ("compile", "lr_table", "adam_betas"):
+        for key in KEYS:
             model_cfg.pop(key, None)
     model = instantiate(model_cfg, _partial_=True)(facts=facts, optimizer=optimizer, scheduler=scheduler)
     return dm, model, optimizer

@@ -49,7 +49,9 @@ def main(argv=None) -> None:
     ap.add_argument("--batch", type=int, default=256)
     ap.add_argument("--steps", type=int, default=10000)
     ap.add_argument("--every", type=int, default=2500)
+    ap.add_argument("--stop", type=int, default=None, help="stop after this many steps (the schedule still spans --steps)")
     ap.add_argument("--decay", choices=("linear", "none"), default="linear")
+    ap.add_argument("--hold", type=float, default=0.0, help="linear decay: hold the rate for this fraction of --steps first")
     ap.add_argument("--ema", type=float, default=0.0, help="also score an EMA of G's weights with this decay")
     ap.add_argument("--loss", choices=("non_saturating", "minimax"), default="non_saturating")
     ap.add_argument("--seed", type=int, default=42)
@@ -69,12 +71,14 @@ def main(argv=None) -> None:
         ema = AveragedModel(G, multi_avg_fn=get_ema_multi_avg_fn(a.ema))
     opts = [torch.optim.Adam(n.parameters(), a.lr, betas=(a.b1, a.b2)) for n in (D, G)]
     end = 0.0 if a.decay == "linear" else 1.0
-    scheds = [torch.optim.lr_scheduler.LinearLR(o, 1.0, end, a.steps) for o in opts]
+    held = int(a.hold * a.steps)
+    decay = lambda s: 1.0 if s < held else 1.0 - (1.0 - end) * (s - held) / max(1, a.steps - held)  # noqa: E731
+    scheds = [torch.optim.lr_scheduler.LambdaLR(o, decay) for o in opts]
     gen = torch.Generator().manual_seed(a.seed)
     z_fixed = torch.randn(2500, a.latent, generator=torch.Generator().manual_seed(1234))
     pack = lambda x: x.reshape(len(x) // a.pack, -1)  # noqa: E731   m samples side by side
     t0, c0 = time.time(), time.process_time()
-    for step in range(1, a.steps + 1):
+    for step in range(1, (a.stop or a.steps) + 1):
         x = sample_mixture(centres, std, a.batch, gen)
         with torch.no_grad():
             fake = G(torch.randn(a.batch, a.latent, generator=gen))

@@ -103,11 +103,12 @@ WORKLOADS = {
 }
 
 
-def steps_overrides(name: str, steps: int) -> list[str]:
+def steps_overrides(name: str, steps: int, batch_size: int = 1024) -> list[str]:
     """Run exactly `steps` training batches. The GAN is sized in epochs (its linear decay spans the run), so one epoch
-    of `steps` batches; the others stop at trainer.max_steps (optimizer steps = batches)."""
+    of `steps` batches of the ring's `batch_size`; the others stop at trainer.max_steps (optimizer steps = batches)."""
     if name == "gan":
-        return [f"data.n_train={256 * steps}", "trainer.max_epochs=1", "trainer.max_steps=-1"]
+        return [f"data.n_train={batch_size * steps}", f"data.batch_size={batch_size}", "trainer.max_epochs=1",
+                "trainer.max_steps=-1"]
     return [f"trainer.max_steps={steps}", "trainer.max_epochs=-1", "++trainer.max_time=null"]
 
 

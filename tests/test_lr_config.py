@@ -23,11 +23,19 @@ def _compose(overrides: list[str]):
         return compose("train", overrides=overrides)
 
 
+# Rates changed on purpose since ba4ec7b, each with its results re-measured (README changelog, docs/gan.md):
+# case -> the keys that differ from the pin
+CHANGED = {
+    "experiment=gan_grid": {"lr": 0.0015},                 # batches of 1,024, 30 epochs
+    **{f"model=gan {o}": {"lr": 0.0003} for o in ("optimizer=adam", "scheduler=linear", "scheduler=none")},  # the ring
+}
+
+
 def test_every_model_optimizer_and_experiment_resolves_to_the_same_optimizer_as_before():
     assert len(PINS) == 61
     for case, expected in PINS.items():
         cfg = _compose(case.split())
-        assert OmegaConf.to_container(cfg.optimizer, resolve=True) == expected, case
+        assert OmegaConf.to_container(cfg.optimizer, resolve=True) == {**expected, **CHANGED.get(case, {})}, case
 
 
 @pytest.mark.parametrize("model", options("model"))

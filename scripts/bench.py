@@ -1,5 +1,8 @@
-"""Per-step time of one workload on three sides that compute the same thing: a hand-written plain-PyTorch loop, the same
-step in a minimal LightningModule under Trainer(barebones=True) (Lightning's floor), and dlf's real training path.
+"""Per-step time of one workload on four sides that compute the same thing: a hand-written plain-PyTorch loop, the same
+step in a minimal LightningModule under Trainer(barebones=True) (Lightning's floor), that module under a Trainer with
+the features dlf turns on, written the usual Lightning way (`lightning`: self.log of the loss every step, TensorBoard,
+a ModelCheckpoint, Lightning's progress bar; no dlf), and dlf's real training path. The `lightning` side splits dlf's
+cost over the floor into what Lightning's own logging, checkpointing and bar cost and what dlf adds on top.
 
     python scripts/bench.py WORKLOAD [--threads 1] [--steps N] [--repeats 3] [--compile] [--precision bf16-mixed]
     WORKLOAD: parity | xor | mlp | cnn | cnn1d | rnn | lstm | gan          (scripts/bench_all.sh runs them all)
@@ -8,13 +11,13 @@ Same net, data, optimizer, seed and number of steps on every side: the nets and 
 `dlf.train.run` builds them from the composed config that `python train.py <overrides>` uses; the plain loop and the
 floor run a hand-written step on them (scripts/bench_workloads.py). dlf's side is `dlf.train.run(cfg)` itself, with the
 user's callbacks, logger (TensorBoard), checkpoints, divergence guard and progress bar; only the test stage is off (the
-figures drawn after fit run but are not timed). After a warm-up run of each side, the sides alternate (plain, floor, dlf, plain, ...)
-for --repeats rounds. A side's time per step is the median interval between the starts of consecutive training steps
+figures drawn after fit run but are not timed). After a warm-up run of each side, the sides alternate (plain, floor,
+lightning, dlf, plain, ...) for --repeats rounds. A side's time per step is the median interval between the starts of consecutive training steps
 (the first 5 are skipped); the line reports the median over rounds. ratio = dlf / plain, vs floor = dlf / floor.
 
-The three final training losses must agree to a relative 1e-4 (float32; 2e-2 with --compile or bf16-mixed, whose
+The four final training losses must agree to a relative 1e-4 (float32; 2e-2 with --compile or bf16-mixed, whose
 kernels round differently): otherwise the benchmark compares different computations, says so and exits with 1.
---compile and --precision apply to all three sides (dlf: model.compile=true, trainer.precision=...).
+--compile and --precision apply to every side (dlf: model.compile=true, trainer.precision=...).
 """
 
 from __future__ import annotations
@@ -102,8 +105,10 @@ def _sync(device: str) -> float:
     return bench_workloads.CLOCK[0]()
 
 
-def floor_side(name, cfg, steps, a) -> tuple[float, float]:
-    """The same step in a minimal LightningModule under Trainer(barebones=True)."""
+def floor_side(name, cfg, steps, a, features: bool = False) -> tuple[float, float]:
+    """The same step in a minimal LightningModule under Trainer(barebones=True). features=True: the same module under a
+    Trainer with what dlf turns on, written the usual Lightning way (side "lightning"): `self.log` of the loss every
+    step (prog_bar), TensorBoard writing every trainer.log_every_n_steps, a ModelCheckpoint, Lightning's progress bar."""
     import lightning as L
 
     from bench_workloads import Step, build
@@ -127,16 +132,25 @@ def floor_side(name, cfg, steps, a) -> tuple[float, float]:
             if self.automatic_optimization:
                 loss = step.loss_fn(model, batch)
                 self.loss = loss.detach()
-                return loss
-            self.loss = step.run(batch, self.optimizers(), self.scheds, self.manual_backward)
+            else:
+                loss = self.loss = step.run(batch, self.optimizers(), self.scheds, self.manual_backward)
+            if features:
+                self.log("train/loss", loss, prog_bar=True)
+            return loss if self.automatic_optimization else None
 
     if a.compile:
         for m in step.modules():
             m.compile()
     floor = Floor()
     limits = {"max_epochs": 1} if name == "gan" else {"max_steps": steps, "max_epochs": -1}
-    trainer = L.Trainer(barebones=True, accelerator="gpu" if a.device == "cuda" else "cpu", devices=1, precision=a.precision,
-                        gradient_clip_val=step.clip if name != "gan" else None, **limits)
+    if features:
+        out = Path(cfg.paths.output_dir)
+        kit = dict(logger=L.pytorch.loggers.TensorBoardLogger(str(out), name="", version=""), default_root_dir=str(out),
+                   log_every_n_steps=cfg.trainer.log_every_n_steps, enable_model_summary=False, num_sanity_val_steps=0)
+    else:
+        kit = dict(barebones=True)
+    trainer = L.Trainer(accelerator="gpu" if a.device == "cuda" else "cpu", devices=1, precision=a.precision,
+                        gradient_clip_val=step.clip if name != "gan" else None, **limits, **kit)
     trainer.fit(floor, train_dataloaders=dm.train_dataloader())
     return per_step(floor.starts), float(floor.loss)
 
@@ -153,7 +167,12 @@ def dlf_side(name, cfg, steps, a) -> tuple[float, float]:
     return per_step(clock.starts), float(clock.loss)
 
 
-SIDES = {"plain": plain_side, "floor": floor_side, "dlf": dlf_side}
+def lightning_side(name, cfg, steps, a) -> tuple[float, float]:
+    """Lightning with dlf's features on, no dlf: where Lightning's own logging, checkpointing and bar put its cost."""
+    return floor_side(name, cfg, steps, a, features=True)
+
+
+SIDES = {"plain": plain_side, "floor": floor_side, "lightning": lightning_side, "dlf": dlf_side}
 
 
 def measure(name: str, a) -> tuple[dict, dict]:
@@ -226,7 +245,7 @@ def main(argv=None) -> int:
           f"{len(a.rounds['dlf'])} rounds, precision {a.precision}{', compiled' if a.compile else ''}, {a.device}, "
           f"{a.clock} clock")
     for s in SIDES:
-        print(f"  {s:5}: {med[s] * 1e3:8.3f} ms/step (rounds: {', '.join(f'{t * 1e3:.3f}' for t in a.rounds[s])}), "
+        print(f"  {s:9}: {med[s] * 1e3:8.3f} ms/step (rounds: {', '.join(f'{t * 1e3:.3f}' for t in a.rounds[s])}), "
               f"final loss {losses[s]:.6g}")
     ref = losses["plain"]
     bad = [s for s in SIDES if not abs(losses[s] - ref) <= tol * max(abs(ref), 1e-3)]
@@ -234,6 +253,9 @@ def main(argv=None) -> int:
         print(f"{name}: BENCHMARK WRONG: final losses differ beyond a relative {tol:g} "
               f"({', '.join(f'{s} {losses[s]:.6g}' for s in SIDES)}): the sides do not compute the same thing")
         return 1
+    print(f"{name}: Lightning with the same features, no dlf (self.log every step, TensorBoard, ModelCheckpoint, its bar): "
+          f"{med['lightning'] * 1e3:.2f} ms/step = {med['lightning'] / med['floor']:.2f} x floor; "
+          f"dlf {med['dlf'] / med['lightning']:.2f} x that")
     print(f"{name}: plain {med['plain'] * 1e3:.2f} ms/step, floor {med['floor'] * 1e3:.2f} ms/step, "
           f"dlf {med['dlf'] * 1e3:.2f} ms/step, ratio {med['dlf'] / med['plain']:.2f}, "
           f"vs floor {med['dlf'] / med['floor']:.2f}")

@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Every workload of scripts/bench.py, one at a time, on one thread; prints each workload's last line.
+# Every workload of scripts/bench.py, one at a time, on one thread; prints each workload's last two lines.
 #   scripts/bench_all.sh                                  # this checkout's dlf
 #   PYTHONPATH=<other checkout>/src scripts/bench_all.sh  # another dlf (e.g. an older main), same harness
 #   REPEATS=5 THREADS=2 scripts/bench_all.sh              # more rounds / threads
@@ -18,7 +18,7 @@ for spec in parity:150 xor:500 mlp:400 cnn:200 cnn1d:300 rnn:100 lstm:60 gan:500
   out=$($PY scripts/bench.py "$w" --threads "$THREADS" --steps "$steps" --repeats "$REPEATS" ${EXTRA:-} 2>/dev/null)
   rc=$?
   [ $rc -ne 0 ] && status=1
-  last="${out##*$'\n'}"
+  last=$(printf '%s\n' "$out" | tail -n 2)   # dlf against Lightning with the same features, then the last line
   echo "${last:-$w: failed (exit $rc; run python scripts/bench.py $w to see why)}"
 done
 uptime

@@ -1,4 +1,4 @@
-"""scripts/bench.py: the three sides agree on the final loss (and the check fails when they do not), the last line's
+"""scripts/bench.py: the four sides agree on the final loss (and the check fails when they do not), the last line's
 exact form; the course table of scripts/xor_course.py."""
 
 from __future__ import annotations
@@ -39,8 +39,12 @@ def test_sides_agree_and_last_line(bench, capsys):
     out = capsys.readouterr().out.strip().splitlines()
     assert rc == 0, out[-3:]
     assert LAST.match(out[-1]), out[-1]
-    losses = [float(re.search(r"final loss (\S+)", line).group(1)) for line in out[-4:-1]]
-    assert len(losses) == 3 and max(losses) - min(losses) <= 1e-4 * abs(losses[0])
+    sides = [line for line in out if re.match(r"  (plain|floor|lightning|dlf) *:", line)]
+    losses = [float(re.search(r"final loss (\S+)", line).group(1)) for line in sides]
+    assert len(losses) == 4 and max(losses) - min(losses) <= 1e-4 * abs(losses[0])
+    # the decomposition line: Lightning with dlf's features but no dlf, against the floor, and dlf against it
+    assert re.match(r"^xor: Lightning with the same features, no dlf .*: \d+\.\d\d ms/step = \d+\.\d\d x floor; "
+                    r"dlf \d+\.\d\d x that$", out[-2]), out[-2]
 
 
 def test_disagreement_fails(bench, capsys):

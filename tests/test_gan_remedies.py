@@ -184,3 +184,32 @@ def test_grid_experiment_reaches_the_target(tmp_path, make_cfg):
     """`python train.py experiment=gan_grid` (seed 42): >= 24/25 modes and >= 90% high-quality samples."""
     m = run(make_cfg(["experiment=gan_grid", "logger=none", "trainer=cpu"], tmp_path, fast=False))
     assert m["test/modes"] >= 24 and m["test/high_quality"] >= 90, {k: v for k, v in m.items() if "test/" in k}
+
+
+def test_generator_samples_live_in_the_standardised_space_of_the_images(tmp_path, make_cfg):
+    """torchvision images are standardised per channel ((pixel - mean) / std, not [0, 1]): G's sigmoid makes pixels
+    and the data's standardisation follows, so real and generated images share one space (a sigmoid G against
+    standardised data is told apart by any pixel below 0: the first Fashion-MNIST DCGAN collapsed to one class)."""
+    from hydra.utils import instantiate
+
+    from dlf import speed
+    from test_cnn_data import write_mnist
+
+    files = tmp_path / "files"
+    write_mnist(files, "FashionMNIST")
+    cfg = make_cfg(["model=dcgan", "data=fashion_mnist", "logger=none", "data.batch_size=8"], tmp_path)
+    with open_dict(cfg):
+        cfg.data.data_dir = str(files)
+        cfg.data.system_dir = None
+    dm = instantiate(cfg.data)
+    facts = dm.prepare()
+    mean, std = facts.extra["mean"][0], facts.extra["std"][0]
+    model = instantiate(speed.model_config(cfg.model), _partial_=True)(facts=facts, optimizer=None, scheduler=None)
+    x = model.generate(64, torch.Generator().manual_seed(0))
+    real = dm.train[0]
+    assert real.min() < -0.5 and real.max() > 1.5  # the real images are standardised, far outside [0, 1]
+    assert x.min() >= (0 - mean) / std - 1e-5 and x.max() <= (1 - mean) / std + 1e-5
+    assert x.min() < 0  # ... and so are G's: without the standardisation G's sigmoid never goes below 0
+    pixels = model.to_pixels(x)
+    assert pixels.min() >= -1e-5 and pixels.max() <= 1 + 1e-5
+    assert not [k for k in model.state_dict() if k.endswith((".mean", ".std"))]  # checkpoints carry no new keys

@@ -72,7 +72,7 @@ def main(argv: list[str] | None = None) -> None:
 
     if model.facts.kind == "image":
         nrow = max(1, int(a.num ** 0.5))
-        save_grid(image_grid(samples, nrow=nrow), out / "samples.png")
+        save_grid(image_grid(model.to_pixels(samples), nrow=nrow), out / "samples.png")
         print(f"wrote {out / 'samples.png'} ({a.num} images)")
         return
     flat = samples.flatten(1)

@@ -11,8 +11,12 @@ import matplotlib
 if not os.environ.get("MPLBACKEND", "").startswith("module://matplotlib_inline"):
     matplotlib.use("Agg")  # no display needed; but inside Jupyter keep its inline backend, or plt.show() stops drawing
 import matplotlib.pyplot as plt  # noqa: E402
+import numpy as np  # noqa: E402
+from PIL import Image  # noqa: E402
 
 from dlf.faults import whole_or_absent  # noqa: E402
+
+DPI = 110  # pixels per inch of every figure dlf writes (PNG and TensorBoard alike)
 
 
 def run_dir(trainer: L.Trainer) -> Path:
@@ -29,17 +33,30 @@ def tensorboard(trainer: L.Trainer):
     return None
 
 
+def render(fig, dpi: int = DPI) -> np.ndarray:
+    """The figure as an RGB image [H, W, 3] (uint8), laid out tight and drawn once."""
+    fig.set_dpi(dpi)
+    fig.tight_layout()
+    fig.canvas.draw()
+    return np.asarray(fig.canvas.buffer_rgba())[..., :3].copy()
+
+
 def publish(trainer: L.Trainer, tag: str, fig, png_name: str | None = None, step: int | None = None) -> Path | None:
-    """Log `fig` under `tag` to TensorBoard (if used) and write <run dir>/plots/<png_name>; closes the figure."""
+    """Log `fig` under `tag` to TensorBoard (if used) and write <run dir>/plots/<png_name>; closes the figure.
+    The figure is drawn once and the same pixels go to both (savefig and TensorBoard's add_figure would draw it
+    three times: savefig's tight bounding box measures with a draw of its own)."""
     step = trainer.global_step if step is None else step
     path = None
-    if png_name and trainer.is_global_zero:
-        path = run_dir(trainer) / "plots" / png_name
-        path.parent.mkdir(parents=True, exist_ok=True)
-        with whole_or_absent(path):  # a disk that fills mid-write leaves no truncated PNG
-            fig.savefig(path, dpi=110, bbox_inches="tight")
     tb = tensorboard(trainer)
-    if tb is not None:
-        tb.add_figure(tag, fig, global_step=step, close=False)
+    want_png = bool(png_name) and trainer.is_global_zero
+    if want_png or tb is not None:
+        image = render(fig)
+        if want_png:
+            path = run_dir(trainer) / "plots" / png_name
+            path.parent.mkdir(parents=True, exist_ok=True)
+            with whole_or_absent(path):  # a disk that fills mid-write leaves no truncated PNG
+                Image.fromarray(image).save(path, format="png", dpi=(DPI, DPI))
+        if tb is not None:
+            tb.add_image(tag, image, global_step=step, dataformats="HWC")
     plt.close(fig)
     return path

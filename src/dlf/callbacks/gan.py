@@ -57,7 +57,7 @@ class GANSamples(L.Callback):
         png = final or (self.png_every > 0 and epoch % self.png_every == 0)
         fake = fake.float().cpu()
         if pl_module.facts.kind == "image":
-            grid = image_grid(fake, self.nrow)
+            grid = image_grid(pl_module.to_pixels(fake), self.nrow)
             tb = tensorboard(trainer)
             if tb is not None:
                 tb.add_image("samples/grid", grid, global_step=trainer.global_step)

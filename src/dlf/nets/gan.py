@@ -46,6 +46,22 @@ def _check_mlp(hidden, activation):
             f"hidden={list(hidden)} must be a non-empty list of positive layer sizes, e.g. [128,128,128]")
 
 
+class Standardize(nn.Module):
+    """Pixels in [0, 1] -> the data's space, (x - mean) / std per channel, as the data module standardises its real
+    images (torchvision data); the statistics are the data's, not learned and not saved (non-persistent buffers)."""
+
+    def __init__(self, mean: Sequence[float], std: Sequence[float]):
+        super().__init__()
+        self.register_buffer("mean", torch.tensor(mean, dtype=torch.float32).reshape(1, -1, 1, 1), persistent=False)
+        self.register_buffer("std", torch.tensor(std, dtype=torch.float32).reshape(1, -1, 1, 1), persistent=False)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return (x - self.mean) / self.std
+
+    def inverse(self, x: torch.Tensor) -> torch.Tensor:
+        return x * self.std.to(x.device) + self.mean.to(x.device)
+
+
 class MLPGenerator(nn.Module):
     """z -> hidden layers -> a flat sample -> reshaped to `sample_shape`; the output unit fits the data's range."""
 

@@ -30,6 +30,7 @@ from dlf import lightning_internals as internals
 from dlf.data.base import DataFacts
 from dlf.errors import DlfError, require
 from dlf.metrics.modes import class_stats, mode_stats
+from dlf.nets.gan import Standardize
 from dlf.nets.gan_loss import check, discriminator_loss, generator_loss
 from dlf.systems.base import System
 
@@ -54,7 +55,7 @@ class GANSystem(System):
         require(clip_grad_norm is None or clip_grad_norm > 0,
                 f"model.clip_grad_norm={clip_grad_norm!r} must be positive or null")
         require(isinstance(n_eval, int) and n_eval > 0, f"model.n_eval={n_eval!r} must be a positive integer")
-        if output == "auto":  # images are in [0, 1]; points are unbounded
+        if output == "auto":  # image pixels are in [0, 1]; points are unbounded
             output = "sigmoid" if facts.kind == "image" else "linear"
         require(isinstance(pack, int) and pack >= 1, f"model.pack={pack!r} must be an integer >= 1 (1: no packing)")
         self.pack = pack
@@ -64,6 +65,13 @@ class GANSystem(System):
         require(isinstance(data_scale, (int, float)), f"model.data_scale={data_scale!r} must be a number or auto")
         self.G, self.D = net(latent_dim=latent_dim, sample_shape=facts.input_shape, output=output, pack=pack,
                              spectral_norm=bool(spectral_norm), scale=float(data_scale))
+        # Images the data module standardises (torchvision data: (pixel - mean) / std per channel) are not in [0, 1]:
+        # G's output unit makes pixels and the data's own standardisation follows, so D and the scorer see G's samples
+        # in the space of the real ones (a sigmoid G against standardised data is told apart by any pixel below 0)
+        self.pixels = None
+        if facts.kind == "image" and "mean" in facts.extra and "std" in facts.extra:
+            self.pixels = Standardize(facts.extra["mean"], facts.extra["std"])
+            self.G.out = torch.nn.Sequential(self.G.out, self.pixels)
         require(g_ema is None or (isinstance(g_ema, float) and 0 < g_ema < 1),
                 f"model.g_ema={g_ema!r} must be a decay in (0, 1), e.g. 0.999, or null (no average of G)")
         self.G_ema = None
@@ -112,6 +120,10 @@ class GANSystem(System):
         x = self.G_eval(self.sample_z(n, generator).to(self.fixed_z.device))
         self.train(was)
         return x
+
+    def to_pixels(self, x: torch.Tensor) -> torch.Tensor:
+        """Samples as pixels in [0, 1] for pictures: undoes the data's standardisation (if it has one)."""
+        return x if self.pixels is None else self.pixels.inverse(x)
 
     def pack_d(self, x: torch.Tensor) -> torch.Tensor:
         """D on packs: [N, C, ...] -> [N/m, m*C, ...], samples j*m .. j*m+m-1 side by side -> one logit per pack.

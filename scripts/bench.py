@@ -12,8 +12,9 @@ Same net, data, optimizer, seed and number of steps on every side: the nets and 
 floor run a hand-written step on them (scripts/bench_workloads.py). dlf's side is `dlf.train.run(cfg)` itself, with the
 user's callbacks, logger (TensorBoard), checkpoints, divergence guard and progress bar; only the test stage is off (the
 figures drawn after fit run but are not timed). After a warm-up run of each side, the sides alternate (plain, floor,
-lightning, dlf, plain, ...) for --repeats rounds. A side's time per step is the median interval between the starts of consecutive training steps
-(the first 5 are skipped); the line reports the median over rounds. ratio = dlf / plain, vs floor = dlf / floor.
+lightning, dlf, plain, ...) for --repeats rounds. A side's time per step is the median interval between the starts of
+consecutive training steps (the first 5 are skipped); the line reports the median over rounds. ratio = dlf / plain,
+vs floor = dlf / floor.
 
 The four final training losses must agree to a relative 1e-4 (float32; 2e-2 with --compile or bf16-mixed, whose
 kernels round differently): otherwise the benchmark compares different computations, says so and exits with 1.

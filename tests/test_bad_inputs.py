@@ -71,7 +71,7 @@ CASES = [
     ("bf16-scratch", [*XOR, "model.net.impl=scratch", "trainer.precision=bf16-mixed"],
      ["trainer.precision=bf16-mixed cannot be used with model.net.impl=scratch", "32-true"]),
     ("gan-pack-batch", ["model=gan", "model.pack=3", "trainer.max_epochs=1", "logger=none", "trainer=cpu"],
-     ["data.batch_size=256 is not divisible by model.pack=3", "multiple of 3"]),
+     ["data.batch_size=1024 is not divisible by model.pack=3", "multiple of 3"]),
     ("unknown-monitor-metric", [*XOR, "monitor=val/accuracy"], ["monitor=val/accuracy", "val/acc"]),
     ("sweep-job-failed", ["-m", *XOR, "model.net.activation=swish,relu"], ["1 of 2 jobs of the sweep failed",
                                                                           "swish", "result.json"]),

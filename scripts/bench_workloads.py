@@ -103,11 +103,14 @@ WORKLOADS = {
 }
 
 
-def steps_overrides(name: str, steps: int, batch_size: int = 1024) -> list[str]:
+GAN_BATCH = 1024  # the ring's batch (data=ring), stated so that an older dlf (batch 256) measures the same workload
+
+
+def steps_overrides(name: str, steps: int) -> list[str]:
     """Run exactly `steps` training batches. The GAN is sized in epochs (its linear decay spans the run), so one epoch
-    of `steps` batches of the ring's `batch_size`; the others stop at trainer.max_steps (optimizer steps = batches)."""
+    of `steps` batches of GAN_BATCH; the others stop at trainer.max_steps (optimizer steps = batches)."""
     if name == "gan":
-        return [f"data.n_train={batch_size * steps}", f"data.batch_size={batch_size}", "trainer.max_epochs=1",
+        return [f"data.n_train={GAN_BATCH * steps}", f"data.batch_size={GAN_BATCH}", "trainer.max_epochs=1",
                 "trainer.max_steps=-1"]
     return [f"trainer.max_steps={steps}", "trainer.max_epochs=-1", "++trainer.max_time=null"]
 

@@ -52,8 +52,8 @@ class Probe(System):
         self.trainers.append(internals.attached_trainer(self))
         if stage == "train":
             self.writes.append((internals.logs_this_step(self.trainer), float(loss.detach())))
-            self.log("train/every", loss, on_step=True, on_epoch=False)  # Lightning writes the steps it writes
-            self.log_train_step("train/skipped", loss)                   # dlf's: self.log only on those steps
+            L.LightningModule.log(self, "train/every", loss, on_step=True, on_epoch=False)  # Lightning's own self.log
+            self.log_train_step("train/skipped", loss)  # dlf's System.log: passed on only on the steps Lightning writes
         else:
             self.log(f"{stage}/loss", loss)
         return loss
@@ -138,3 +138,33 @@ def test_train_loaders_are_the_ones_the_data_module_served(fitted):
 def test_a_renamed_attribute_is_a_one_line_error_that_names_it(read, attribute):
     with pytest.raises(DlfError, match=f"Lightning's object.{attribute}, which lightning"):
         read()
+
+
+class Counts(L.Callback):
+    """Counts the batch hooks it implements; inherits the others as Lightning's empty ones."""
+
+    def __init__(self):
+        self.calls = {"on_train_batch_end": 0, "on_before_backward": 0}
+
+    def on_train_batch_end(self, *args):
+        self.calls["on_train_batch_end"] += 1
+
+    def on_before_backward(self, *args):
+        self.calls["on_before_backward"] += 1
+
+
+def test_lightning_skips_a_batch_hook_set_to_none_and_calls_the_others(tmp_path):
+    torch.manual_seed(0)
+    dm = Tiny(batch_size=BATCH)
+    probe, counts, empty = Probe(dm.prepare()), Counts(), L.Callback()
+    internals.skip_empty_batch_hooks(probe, [counts, empty])
+    assert all(getattr(empty, h) is None for h in internals.BATCH_HOOKS)  # inherited empty: skipped
+    assert all(getattr(probe, h) is None for h in internals.TRAIN_BATCH_HOOKS)
+    assert counts.on_before_optimizer_step is None and counts.on_train_batch_end is not None  # overridden: kept
+    trainer = L.Trainer(max_epochs=1, limit_train_batches=LIMIT, limit_val_batches=1, callbacks=[counts, empty],
+                        logger=False, enable_checkpointing=False, enable_progress_bar=False,
+                        enable_model_summary=False, accelerator="cpu", devices=1, default_root_dir=tmp_path)
+    trainer.fit(probe, datamodule=dm)  # a Lightning that called every hook unchecked would fail here: None(...)
+    trainer.test(probe, datamodule=dm, verbose=False)
+    assert counts.calls == {"on_train_batch_end": LIMIT, "on_before_backward": LIMIT}
+    assert probe.global_step == LIMIT

@@ -72,3 +72,54 @@ def test_guard_fused_check_finds_a_bad_weight_and_passes_huge_ones():
             guard.on_train_batch_end(trainer, net, {"loss": torch.tensor(0.5)}, None, 0)
     with pytest.raises(Diverged, match="the training loss is nan"):
         RunGuard().on_train_batch_end(trainer, torch.nn.Linear(2, 2), {"loss": torch.tensor(float("nan"))}, None, 0)
+
+
+@pytest.mark.parametrize("kind", ["binary", "probabilities", "logits", "labels"])
+def test_accuracy_counts_what_torchmetrics_computes(kind):
+    """dlf.metrics.accuracy.Accuracy (two counts) against its torchmetrics twin, BinaryAccuracy or MulticlassAccuracy
+    (average="micro"), over several updates, after a reset, and with outputs exactly at the 0.5 threshold."""
+    import torch
+    import torchmetrics
+
+    from dlf.metrics.accuracy import Accuracy
+
+    g = torch.Generator().manual_seed(0)
+    if kind == "binary":
+        ours = Accuracy(binary=True)
+        twin = torchmetrics.classification.BinaryAccuracy(validate_args=False)
+    else:
+        ours = Accuracy()
+        twin = torchmetrics.classification.MulticlassAccuracy(num_classes=7, average="micro", validate_args=False)
+    for _ in range(2):  # the second pass after reset()
+        for n in (4, 33, 100):
+            if kind == "binary":
+                preds = torch.rand(n, 1, generator=g)
+                preds[0] = 0.5  # not above the threshold: class 0 for both
+                target = torch.randint(0, 2, (n, 1), generator=g)
+            else:
+                target = torch.randint(0, 7, (n,), generator=g)
+                scores = torch.randn(n, 7, generator=g)
+                preds = {"probabilities": scores.softmax(1), "logits": scores, "labels": scores.argmax(1)}[kind]
+            ours.update(preds, target)
+            twin.update(preds, target)
+            assert torch.equal(ours.compute(), twin.compute())  # the same float32 value, bit for bit
+        assert 0.05 < float(ours.compute()) < 0.8  # random guesses (1/2 or 1/7): real fractions, not 0 or 1
+        ours.reset()
+        twin.reset()
+
+
+def test_no_profiler_unless_one_is_asked_for(make_cfg, tmp_path):
+    """The Trainer's profiler is dlf.speed.NoProfiler (one shared no-op context per hook call) unless the config
+    names one: +trainer.profiler=simple still profiles."""
+    from lightning.pytorch.profilers import SimpleProfiler
+
+    from dlf import speed
+
+    profiler = speed.profiler(make_cfg([], tmp_path))
+    assert isinstance(profiler, speed.NoProfiler)
+    with profiler.profile("[Callback]x.on_train_batch_end") as a, profiler.profile("y") as b:
+        assert a is b is None
+    assert speed.profiler(make_cfg(["+trainer.profiler=simple"], tmp_path)) == "simple"
+    import lightning as L
+
+    assert isinstance(L.Trainer(profiler="simple", logger=False).profiler, SimpleProfiler)  # what the Trainer makes of it

@@ -81,6 +81,7 @@ def run(cfg: DictConfig, outcome: dict | None = None, prepared: dict | None = No
     from hydra.utils import instantiate
 
     from dlf import distributed, speed  # [ddp]
+    from dlf import lightning_internals as internals
     from dlf.callbacks.resilience import RunGuard
     from dlf.checkpoint import AtomicCheckpointIO
     from dlf.console import say  # the run's report: console and train.log
@@ -116,7 +117,9 @@ def run(cfg: DictConfig, outcome: dict | None = None, prepared: dict | None = No
     loggers = _instantiate_all(cfg.get("logger"))
     plugins = list(cfg.trainer.get("plugins") or []) + [AtomicCheckpointIO()]
     trainer = instantiate(cfg.trainer, callbacks=callbacks, logger=loggers if loggers else False, plugins=plugins,
-                          strategy=distributed.strategy(cfg, model))  # [ddp] DDPStrategy with a join timeout
+                          strategy=distributed.strategy(cfg, model),  # [ddp] DDPStrategy with a join timeout
+                          profiler=speed.profiler(cfg))  # no per-hook context unless asked to profile
+    internals.skip_empty_batch_hooks(model, trainer.callbacks)  # Lightning's per-batch calls of empty hooks
     outcome = {} if outcome is None else outcome
 
     if cfg.get("train", True):

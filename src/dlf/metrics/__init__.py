@@ -1,1 +1,1 @@
-"""Measures of what a generative model learned (mode coverage, sample quality)."""
+"""Metrics: accuracy (every classifier), what a generative model learned (mode coverage, sample quality), XOR's margin."""

@@ -17,16 +17,15 @@ import torchmetrics
 from dlf import lightning_internals as internals
 from dlf.data.base import DataFacts
 from dlf.errors import DlfError
+from dlf.metrics.accuracy import Accuracy
 
 STAGES = ("train", "val", "test")
 
 
 def accuracy(num_classes: int | None = None) -> torchmetrics.Metric:
     """acc = 1/n sum_i [y_hat_i = y_i]: a binary target thresholds y_hat at 0.5 (num_classes=None); classes take the
-    argmax (a micro average: every sample counts once)."""
-    if num_classes is None:
-        return torchmetrics.classification.BinaryAccuracy(validate_args=False)
-    return torchmetrics.classification.MulticlassAccuracy(num_classes=num_classes, average="micro", validate_args=False)
+    argmax (a micro average: every sample counts once). dlf.metrics.accuracy: torchmetrics' number, counted cheaply."""
+    return Accuracy(binary=num_classes is None)
 
 
 class System(L.LightningModule):
@@ -48,16 +47,36 @@ class System(L.LightningModule):
         self.example_input_array = torch.zeros(1, *facts.input_shape,
                                                dtype=torch.int64 if facts.vocab else torch.float32)
 
+    def __setattr__(self, name: str, value) -> None:
+        """nn.Module's attribute write, except for the hook name Lightning sets before and after every hook call (about
+        40 times a training step): that value is a str or None, never a Parameter, Module or buffer, so nn.Module's
+        checks (~2 µs each) always end in the plain write this does directly."""
+        if name == internals.HOOK_ATTR:
+            object.__setattr__(self, name, value)
+        else:
+            super().__setattr__(name, value)
+
     def log(self, name: str, value, *args, sync_dist: bool | None = None, **kwargs) -> None:
-        """LightningModule.log; with many processes an epoch-level value is reduced over the ranks (sync_dist) unless
-        the caller says otherwise. Lightning's mean is weighted by batch size: sum_r sum_b n_b v_b / sum_r sum_b n_b,
-        so uneven validation shares still give the mean over the whole split. Per-step training values stay local
-        (no collective per step)."""
+        """LightningModule.log, with two dlf rules.
+
+        A per-step training value (in training_step, on_step and not on_epoch: Lightning's default there) is passed on
+        only on the steps whose logs Lightning writes (every trainer.log_every_n_steps); on the others Lightning would
+        keep it only for the progress bar, and each call costs ~0.3 ms on CPU, more than a small net's whole step. No
+        written number changes; the bar shows the last written value.
+
+        With many processes an epoch-level value is reduced over the ranks (sync_dist) unless the caller says
+        otherwise. Lightning's mean is weighted by batch size: sum_r sum_b n_b v_b / sum_r sum_b n_b, so uneven
+        validation shares still give the mean over the whole split. Per-step training values stay local (no
+        collective per step)."""
+        hook = internals.current_hook(self)
+        if (hook == "training_step" and not args and kwargs.get("on_step") is not False and not kwargs.get("on_epoch")
+                and not internals.logs_this_step(self.trainer)):
+            return
         if sync_dist is None:
             trainer = internals.attached_trainer(self)
             many = trainer is not None and trainer.world_size > 1
             on_epoch = kwargs.get("on_epoch")
-            sync_dist = many and (on_epoch if on_epoch is not None else internals.current_hook(self) != "training_step")
+            sync_dist = many and (on_epoch if on_epoch is not None else hook != "training_step")
         super().log(name, value, *args, sync_dist=sync_dist, **kwargs)
 
     def log_dict(self, dictionary, *args, sync_dist: bool | None = None, **kwargs) -> None:
@@ -103,12 +122,9 @@ class System(L.LightningModule):
         self._epoch_metrics[name] = (metric, prog_bar)
 
     def log_train_step(self, name: str, value, **kwargs) -> None:
-        """self.log for a per-step training value, called only on the steps whose logs Lightning writes
-        (every trainer.log_every_n_steps). Each self.log call costs Lightning about 1 ms on CPU, which on a small net
-        is more than the step itself; skipping the calls whose values would be dropped anyway changes no logged number.
-        The loss the step returns (checked for divergence, drawn by CostCurve) is unaffected."""
-        if internals.logs_this_step(self.trainer):
-            self.log(name, value, on_step=True, on_epoch=False, **kwargs)
+        """self.log of a per-step training value: written every trainer.log_every_n_steps steps (System.log drops the
+        calls in between). The loss the step returns (checked for divergence, drawn by CostCurve) is unaffected."""
+        self.log(name, value, on_step=True, on_epoch=False, **kwargs)
 
     def log_loss_and_metric(self, stage: str, loss, name: str, metric) -> None:
         """The usual pair: the loss (every written step in training, per epoch otherwise) and a torchmetrics metric

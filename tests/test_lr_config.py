@@ -75,3 +75,47 @@ def test_gan_schedules_end_at_zero_over_each_optimizers_own_steps(d_steps, tmp_p
     assert (d["total_iters"], g["total_iters"]) == (8, 8 // d_steps)
     assert (d["last_epoch"], g["last_epoch"]) == (8, 8 // d_steps)
     assert all(group["lr"] == 0.0 for o in ckpt["optimizer_states"] for group in o["param_groups"])
+
+
+def _fit_spy(monkeypatch) -> list:
+    import lightning as L
+
+    trainers, fit = [], L.Trainer.fit
+
+    def spy(self, *args, **kwargs):
+        trainers.append(self)
+        return fit(self, *args, **kwargs)
+
+    monkeypatch.setattr(L.Trainer, "fit", spy)
+    return trainers
+
+
+def test_a_linear_schedule_in_a_run_sized_in_epochs_spans_the_run(make_cfg, tmp_path, monkeypatch):
+    """scheduler=linear reads trainer.max_steps; at -1 (the run sized by max_epochs) it spans max_epochs x batches and
+    ends at a rate of 0 (before: LinearLR(total_iters=-1), which never moved the rate)."""
+    trainers = _fit_spy(monkeypatch)
+    cfg = make_cfg(["model=mlp", "scheduler=linear", "logger=none", "test=false"], tmp_path, fast=False)
+    cfg.trainer.max_epochs, cfg.trainer.limit_train_batches, cfg.trainer.limit_val_batches = 3, 4, 1
+    assert cfg.trainer.max_steps == -1
+    run(cfg)
+    (trainer,) = trainers
+    sched = trainer.lr_scheduler_configs[0].scheduler
+    assert sched.total_iters == 12 == trainer.global_step
+    assert trainer.optimizers[0].param_groups[0]["lr"] == 0.0
+    assert sched.base_lrs == [cfg.optimizer.lr]
+
+
+def test_a_linear_schedule_needs_a_finite_run(make_cfg, tmp_path):
+    from dlf.errors import DlfError
+
+    cfg = make_cfg(["model=mlp", "scheduler=linear", "logger=none"], tmp_path, fast=False)
+    cfg.trainer.max_epochs = -1
+    with pytest.raises(DlfError, match="a learning-rate schedule needs a finite run: set trainer.max_steps or"):
+        run(cfg)
+
+
+def test_lstm_mnist1d_is_the_lstm_with_a_linear_decay_over_30_epochs_of_batches_of_50():
+    cfg = _compose(["experiment=lstm_mnist1d"])
+    assert (cfg.model.net._target_, cfg.data._target_) == ("dlf.nets.lstm.build_lstm", "dlf.data.mnist1d.MNIST1DDataModule")
+    assert (cfg.data.batch_size, cfg.trainer.max_epochs, cfg.trainer.max_steps, cfg.optimizer.lr) == (50, 30, -1, 0.01)
+    assert cfg.scheduler._target_ == "torch.optim.lr_scheduler.LinearLR"

@@ -8,6 +8,7 @@ binds its cost (and the metrics it logs) when it is built, so a step calls them 
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable
 
 import lightning as L
@@ -156,11 +157,22 @@ class System(L.LightningModule):
     def on_test_epoch_end(self):
         self._log_epoch_metrics("test")
 
+    def schedule_length(self) -> dict:
+        """{"total_iters": the run's optimizer steps} for a schedule sized by trainer.max_steps (scheduler=linear) when
+        that is -1 (the run is sized in epochs): Lightning's estimated_stepping_batches (max_epochs x batches, with
+        limit_train_batches and gradient accumulation counted). Else {}: the schedule's own length stands."""
+        if getattr(self.scheduler_factory, "keywords", {}).get("total_iters", 1) >= 1:
+            return {}
+        steps = float(self.trainer.estimated_stepping_batches)
+        if not math.isfinite(steps):
+            raise DlfError("a learning-rate schedule needs a finite run: set trainer.max_steps or trainer.max_epochs")
+        return {"total_iters": max(1, int(steps))}
+
     def configure_optimizers(self):
         if self.optimizer_factory is None:
             return torch.optim.Adam(self.parameters())
         opt = self.optimizer_factory(self.parameters())
         if self.scheduler_factory is None:
             return opt
-        sched = self.scheduler_factory(opt)
+        sched = self.scheduler_factory(opt, **self.schedule_length())
         return {"optimizer": opt, "lr_scheduler": {"scheduler": sched, "interval": "step"}}

@@ -49,18 +49,24 @@ def test_compile_through_the_cli(tmp_path):
     assert "Test: " in r.stdout
 
 
-def test_guard_fused_check_finds_a_bad_weight_and_passes_huge_ones():
-    """RunGuard's one-kernel check (max |t| over loss and weights) stops on a NaN or inf weight with a finite loss, as
-    the per-tensor check did, and lets finite weights near float32's limit pass (no overflow to a false alarm)."""
+@pytest.mark.parametrize("kernels", ["foreach_max", "inf_norm"])
+def test_guard_fused_check_finds_a_bad_weight_and_passes_huge_ones(kernels, monkeypatch):
+    """RunGuard's fused check (max |t| over loss and weights) stops on a NaN or +-inf weight with a finite loss, as
+    the per-tensor check did, and lets finite weights near float32's limit pass (no overflow to a false alarm); with
+    torch's _foreach_max and, as on a torch without it, with the inf-norm. Both give the same max |t|."""
     from types import SimpleNamespace
 
     import torch
 
-    from dlf.callbacks.resilience import RunGuard
+    from dlf.callbacks.resilience import RunGuard, max_abs
     from dlf.errors import Diverged
 
+    if kernels == "inf_norm":
+        monkeypatch.delattr(torch, "_foreach_max", raising=False)
+    tensors = [torch.tensor(-0.5), torch.randn(7, 3), torch.randn(100) * 1e3]
+    assert torch.equal(max_abs(tensors), torch.cat([t.reshape(-1) for t in tensors]).abs().max())
     trainer = SimpleNamespace(global_step=7, optimizers=[], callbacks=[], checkpoint_callback=None)
-    for value, bad in ((float("nan"), True), (float("inf"), True), (3e38, False)):
+    for value, bad in ((float("nan"), True), (float("inf"), True), (float("-inf"), True), (3e38, False), (-3e38, False)):
         net = torch.nn.Linear(3, 2)
         with torch.no_grad():
             net.weight[1, 2] = value

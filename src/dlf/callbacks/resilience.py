@@ -103,6 +103,21 @@ class LastCheckpoint(Checkpoint):
         self.save(trainer)
 
 
+def max_abs(tensors: list[torch.Tensor]) -> torch.Tensor:
+    """max |t| over every element of every tensor, NaN if any element is NaN: finite iff every element is finite.
+
+    Two foreach kernels (|t|, then each tensor's max) and one max over the results, with no per-tensor dispatch in
+    Python. The same number as the inf-norm, torch._foreach_norm(tensors, inf) (which torch.nn.utils.get_total_norm
+    uses), whose CPU kernel is not vectorised: on one thread 58 against 24 us for MNIST-1D's MLP (15k weights), 2.7
+    against 0.22 ms for a million. A torch without _foreach_max (before 2.6) takes the norm."""
+    with torch.no_grad():
+        if hasattr(torch, "_foreach_max"):
+            per_tensor = torch._foreach_max(torch._foreach_abs(tensors))
+        else:
+            per_tensor = torch._foreach_norm(tensors, float("inf"))
+        return torch.stack(per_tensor).max()
+
+
 class RunGuard(L.Callback):
     """See the module docstring. `meta` (model config, task name, run dir) is written into every checkpoint."""
 
@@ -192,13 +207,8 @@ class RunGuard(L.Callback):
         losses = _losses(outputs)
         if self._params is None:  # the weights of this fit, listed once (walking the module tree each step costs)
             self._params = [p for p in pl_module.parameters() if p.numel()] if self.check_weights else []
-        # max_i |t_i| over every tensor in one foreach kernel: finite iff every element is (NaN and inf propagate),
-        # one device sync per step and no per-tensor dispatch (torch.nn.utils.get_total_norm computes the same but
-        # first groups the tensors by device and dtype in Python: twice the cost on a small net)
         if losses or self._params:
-            with torch.no_grad():
-                worst = torch.stack(torch._foreach_norm([*losses, *self._params], float("inf"))).max()
-            if not bool(torch.isfinite(worst)):
+            if not bool(torch.isfinite(max_abs([*losses, *self._params]))):  # one device sync a step
                 self._find_divergence(trainer, pl_module, losses)
         self.stop_if_signalled(trainer)
 

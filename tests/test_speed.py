@@ -4,9 +4,8 @@ errors where a family cannot take them are in the bad-input catalogue (compile-s
 from __future__ import annotations
 
 import pytest
-from omegaconf import OmegaConf
-
 from cli_server import shared_server
+from omegaconf import OmegaConf
 
 FAST = ["debug=fast", "trainer=cpu"]
 

@@ -108,8 +108,8 @@ def max_abs(tensors: list[torch.Tensor]) -> torch.Tensor:
 
     Two foreach kernels (|t|, then each tensor's max) and one max over the results, with no per-tensor dispatch in
     Python. The same number as the inf-norm, torch._foreach_norm(tensors, inf) (which torch.nn.utils.get_total_norm
-    uses), whose CPU kernel is not vectorised: on one thread 58 against 24 us for MNIST-1D's MLP (15k weights), 2.7
-    against 0.22 ms for a million. A torch without _foreach_max (before 2.6) takes the norm."""
+    uses), whose CPU kernel is not vectorised: on one thread 184 against 36 us for the digits CNN (62k weights), 54
+    against 19 us for MNIST-1D's MLP, 2.7 against 0.22 ms for a million. A torch without _foreach_max takes the norm."""
     with torch.no_grad():
         if hasattr(torch, "_foreach_max"):
             per_tensor = torch._foreach_max(torch._foreach_abs(tensors))

@@ -79,3 +79,19 @@ def run_cli():
 def root() -> Path:
     """This checkout's root folder (train.py, src/, scripts/, tests/)."""
     return ROOT
+
+
+@pytest.fixture
+def fitted_trainers(monkeypatch) -> list:
+    """The Trainers that `L.Trainer.fit` runs during the test, in order (fit itself is unchanged): what dlf.train.run
+    built, to inspect after it returns."""
+    import lightning as L
+
+    trainers, fit = [], L.Trainer.fit
+
+    def recording_fit(trainer, *args, **kwargs):
+        trainers.append(trainer)
+        return fit(trainer, *args, **kwargs)
+
+    monkeypatch.setattr(L.Trainer, "fit", recording_fit)
+    return trainers

@@ -77,40 +77,28 @@ def test_gan_schedules_end_at_zero_over_each_optimizers_own_steps(d_steps, tmp_p
     assert all(group["lr"] == 0.0 for o in ckpt["optimizer_states"] for group in o["param_groups"])
 
 
-def _fit_spy(monkeypatch) -> list:
-    import lightning as L
-
-    trainers, fit = [], L.Trainer.fit
-
-    def spy(self, *args, **kwargs):
-        trainers.append(self)
-        return fit(self, *args, **kwargs)
-
-    monkeypatch.setattr(L.Trainer, "fit", spy)
-    return trainers
-
-
-def test_a_linear_schedule_in_a_run_sized_in_epochs_spans_the_run(make_cfg, tmp_path, monkeypatch):
+def test_a_linear_schedule_in_a_run_sized_in_epochs_spans_the_run(make_cfg, tmp_path, fitted_trainers):
     """scheduler=linear reads trainer.max_steps; at -1 (the run sized by max_epochs) it spans max_epochs x batches and
     ends at a rate of 0 (before: LinearLR(total_iters=-1), which never moved the rate)."""
-    trainers = _fit_spy(monkeypatch)
     cfg = make_cfg(["model=mlp", "scheduler=linear", "logger=none", "test=false"], tmp_path, fast=False)
     cfg.trainer.max_epochs, cfg.trainer.limit_train_batches, cfg.trainer.limit_val_batches = 3, 4, 1
     assert cfg.trainer.max_steps == -1
     run(cfg)
-    (trainer,) = trainers
+    (trainer,) = fitted_trainers
     sched = trainer.lr_scheduler_configs[0].scheduler
     assert sched.total_iters == 12 == trainer.global_step
     assert trainer.optimizers[0].param_groups[0]["lr"] == 0.0
     assert sched.base_lrs == [cfg.optimizer.lr]
 
 
-def test_a_linear_schedule_needs_a_finite_run(make_cfg, tmp_path):
+@pytest.mark.parametrize(("model", "limit"), [("model=mlp", "trainer.max_steps or trainer.max_epochs"),
+                                             ("model=gan", "trainer.max_epochs")])  # max_steps counts D and G steps
+def test_a_linear_schedule_needs_a_finite_run(model, limit, make_cfg, tmp_path):
     from dlf.errors import DlfError
 
-    cfg = make_cfg(["model=mlp", "scheduler=linear", "logger=none"], tmp_path, fast=False)
+    cfg = make_cfg([model, "scheduler=linear", "logger=none"], tmp_path, fast=False)
     cfg.trainer.max_epochs = -1
-    with pytest.raises(DlfError, match="a learning-rate schedule needs a finite run: set trainer.max_steps or"):
+    with pytest.raises(DlfError, match=f"^a learning-rate schedule needs a finite run: set {limit}$"):
         run(cfg)
 
 

@@ -125,27 +125,18 @@ def test_no_profiler_unless_one_is_asked_for(make_cfg, tmp_path):
     assert speed.profiler(make_cfg(["+trainer.profiler=simple"], tmp_path)) == "simple"
 
 
-def test_a_run_fits_with_no_profiler_and_without_empty_batch_hooks(make_cfg, tmp_path, monkeypatch):
+def test_a_run_fits_with_no_profiler_and_without_empty_batch_hooks(make_cfg, tmp_path, fitted_trainers):
     """dlf.train.run hands the Trainer NoProfiler (SimpleProfiler when asked) and, before fit, sets to None the batch
     hooks the module and callbacks only inherit (RunGuard and LastCheckpoint keep their on_train_batch_end)."""
-    import lightning as L
     from lightning.pytorch.profilers import SimpleProfiler
 
     from dlf import speed
     from dlf.callbacks.resilience import LastCheckpoint, RunGuard
     from dlf.train import run
 
-    seen = []
-    fit = L.Trainer.fit
-
-    def recording_fit(trainer, *args, **kwargs):
-        seen.append(trainer)
-        return fit(trainer, *args, **kwargs)
-
-    monkeypatch.setattr(L.Trainer, "fit", recording_fit)
     run(make_cfg(["logger=none"], tmp_path / "plain"))
     run(make_cfg(["logger=none", "+trainer.profiler=simple"], tmp_path / "profiled"))
-    plain, profiled = seen
+    plain, profiled = fitted_trainers
     assert isinstance(plain.profiler, speed.NoProfiler) and isinstance(profiled.profiler, SimpleProfiler)
     assert plain.lightning_module.on_before_backward is None and plain.lightning_module.on_train_batch_end is None
     guard = next(c for c in plain.callbacks if isinstance(c, RunGuard))

@@ -157,16 +157,21 @@ class System(L.LightningModule):
     def on_test_epoch_end(self):
         self._log_epoch_metrics("test")
 
-    def schedule_length(self) -> dict:
-        """{"total_iters": the run's optimizer steps} for a schedule sized by trainer.max_steps (scheduler=linear) when
-        that is -1 (the run is sized in epochs): Lightning's estimated_stepping_batches (max_epochs x batches, with
-        limit_train_batches and gradient accumulation counted). Else {}: the schedule's own length stands."""
-        if getattr(self.scheduler_factory, "keywords", {}).get("total_iters", 1) >= 1:
-            return {}
+    def stepping_batches(self, limit: str = "trainer.max_steps or trainer.max_epochs") -> int:
+        """The training batches of this run that step the optimizer: Lightning's estimated_stepping_batches (max_steps,
+        or max_epochs x batches with limit_train_batches and gradient accumulation counted). A schedule's length; an
+        endless run gets one line that names `limit`, the setting that bounds it."""
         steps = float(self.trainer.estimated_stepping_batches)
         if not math.isfinite(steps):
-            raise DlfError("a learning-rate schedule needs a finite run: set trainer.max_steps or trainer.max_epochs")
-        return {"total_iters": max(1, int(steps))}
+            raise DlfError(f"a learning-rate schedule needs a finite run: set {limit}")
+        return int(steps)
+
+    def schedule_length(self) -> dict:
+        """{"total_iters": stepping_batches()} for a schedule sized by trainer.max_steps (scheduler=linear) when that is
+        -1 (the run is sized in epochs); else {}: the schedule's own length stands."""
+        if getattr(self.scheduler_factory, "keywords", {}).get("total_iters", 1) >= 1:
+            return {}
+        return {"total_iters": max(1, self.stepping_batches())}
 
     def configure_optimizers(self):
         if self.optimizer_factory is None:

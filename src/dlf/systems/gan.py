@@ -20,7 +20,6 @@ here (model.clip_grad_norm); Trainer(gradient_clip_val=...) cannot be used with 
 from __future__ import annotations
 
 import functools
-import math
 from collections.abc import Callable
 from pathlib import Path
 
@@ -144,10 +143,7 @@ class GANSystem(System):
         opt_g = (self.g_optimizer_factory or default)(self.G.parameters())
         if self.scheduler_factory is None:
             return [opt_d, opt_g]
-        batches = float(self.trainer.estimated_stepping_batches) if internals.attached_trainer(self) is not None else 1.0
-        if not math.isfinite(batches):
-            raise DlfError("a learning-rate schedule for the GAN needs a finite run: set trainer.max_epochs")
-        batches = int(batches)
+        batches = self.stepping_batches("trainer.max_epochs") if internals.attached_trainer(self) is not None else 1
         return [opt_d, opt_g], [self._scheduler(opt_d, batches), self._scheduler(opt_g, batches // self.d_steps)]
 
     def configure_callbacks(self):

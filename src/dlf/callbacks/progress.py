@@ -20,6 +20,7 @@ class ProgressBar(RichProgressBar):
         super().__init__(**kwargs)
         self.min_interval = 1.0 / max_hz if max_hz > 0 else 0.0
         self._drawn_at: dict[str, float] = {}
+        self._train_total = None  # the epoch's training batches, read once an epoch (a chain of Lightning properties)
 
     def _due(self, stage: str, batch_idx: int, total) -> bool:
         now = time.monotonic()
@@ -29,8 +30,12 @@ class ProgressBar(RichProgressBar):
             return True
         return False
 
+    def on_train_epoch_start(self, trainer, pl_module):
+        super().on_train_epoch_start(trainer, pl_module)
+        self._train_total = self.total_train_batches
+
     def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx):
-        if self._due("train", batch_idx, self.total_train_batches):
+        if self._due("train", batch_idx, self._train_total):
             super().on_train_batch_end(trainer, pl_module, outputs, batch, batch_idx)
 
     def on_validation_batch_end(self, trainer, pl_module, outputs, batch, batch_idx, dataloader_idx=0):

@@ -3,8 +3,11 @@
 - RNG states (python, numpy, torch CPU and CUDA) travel in every checkpoint and are restored on resume, so a model
   that draws noise in its training step (dropout, a GAN's z) draws the same numbers after a resume. Sampling done
   outside the training step (figures, validation samples) should use its own `torch.Generator`.
-- A non-finite loss (or weights) stops the run with one line naming the step, before any checkpoint is written, so
-  last.ckpt and best.ckpt keep the last good weights.
+- A non-finite loss or weight stops the run with one line naming the step, and no checkpoint is written with a
+  non-finite weight, so last.ckpt and best.ckpt keep the last good weights. The loss is checked at every step (one
+  number), the weights before every checkpoint write and every WEIGHTS_EVERY steps (a weight that is no longer finite
+  makes the next loss non-finite in any net whose loss it reaches, so the loss check usually stops the run one step
+  after it); with several processes, at every step, so that every rank stops at the same step.
 - SIGINT (Ctrl+C) and SIGTERM set a flag; at the end of the current training batch (a consistent point: the optimizer
   step is complete) the guard writes checkpoints/last.ckpt and stops the run. A second SIGINT stops at once.
 - The monitored metric must exist: after the first validation an unknown `monitor=` fails in one line that lists the
@@ -15,6 +18,7 @@
 
 from __future__ import annotations
 
+import math
 import random
 import signal
 from pathlib import Path
@@ -128,7 +132,7 @@ class RunGuard(L.Callback):
         self._old_handlers: dict = {}
         self._active = False
         self._monitor_checked = False
-        self._params: list | None = None  # listed at the first training batch of a fit
+        self._params: list | None = None  # listed at the first weight check of a fit
 
     # --- signals -------------------------------------------------------------------------------------------------
     def _handler(self, signum, frame):
@@ -158,7 +162,7 @@ class RunGuard(L.Callback):
 
     def setup(self, trainer, pl_module, stage):
         if stage == "fit":
-            self._active = True
+            self._active, self._params = True, None
             self.install_handlers()
             quiet_writer_threads()  # a full disk in TensorBoard's writer thread: one line from the main thread
             if trainer.is_global_zero:  # temporary checkpoint files of a writer killed in an earlier run of this dir
@@ -203,14 +207,25 @@ class RunGuard(L.Callback):
                 dl.position = pos
 
     # --- divergence ----------------------------------------------------------------------------------------------
+    WEIGHTS_EVERY = 50  # steps between weight checks (also checked before every checkpoint write)
+
     def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx):
         losses = _losses(outputs)
-        if self._params is None:  # the weights of this fit, listed once (walking the module tree each step costs)
-            self._params = [p for p in pl_module.parameters() if p.numel()] if self.check_weights else []
-        if losses or self._params:
-            if not bool(torch.isfinite(max_abs([*losses, *self._params]))):  # one device sync a step
+        if losses:  # one number and one device sync a step: finite iff every loss is (a sum of two huge ones may
+            # overflow: then the per-loss check below finds nothing and the run goes on)
+            total = losses[0] if len(losses) == 1 else torch.stack([v.detach().reshape(()) for v in losses]).sum()
+            if not math.isfinite(float(total)):
                 self._find_divergence(trainer, pl_module, losses)
+        if trainer.global_step % self.WEIGHTS_EVERY == 0 or trainer.world_size > 1:
+            self.check_finite_weights(trainer, pl_module)
         self.stop_if_signalled(trainer)
+
+    def check_finite_weights(self, trainer, pl_module) -> None:
+        """Stop with Diverged if a weight is no longer finite: max |w| over every weight (foreach kernels), one sync."""
+        if self._params is None:  # the weights of this fit, listed once (walking the module tree each time costs)
+            self._params = [p for p in pl_module.parameters() if p.numel()] if self.check_weights else []
+        if self._params and not bool(torch.isfinite(max_abs(self._params))):
+            self._find_divergence(trainer, pl_module, [])
 
     def _find_divergence(self, trainer, pl_module, losses) -> None:
         step = trainer.global_step
@@ -257,4 +272,7 @@ class RunGuard(L.Callback):
             set_rng_state(state["rng"])
 
     def on_save_checkpoint(self, trainer, pl_module, checkpoint):
+        # Lightning calls this while it builds the checkpoint, before a byte is written: non-finite weights stop the
+        # run here, so no checkpoint (last.ckpt, best.ckpt, the one a signal asks for) ever holds them
+        self.check_finite_weights(trainer, pl_module)
         checkpoint["dlf"] = {**self.meta, "global_step": trainer.global_step}

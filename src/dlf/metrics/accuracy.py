@@ -1,9 +1,10 @@
 """Accuracy, acc = 1/n sum_i [y_hat_i = y_i], counted by hand: the same number as torchmetrics' BinaryAccuracy and
 MulticlassAccuracy(average="micro") (tests/test_speed.py checks them against each other), at a fifth of the cost.
 
-Every classifier updates its accuracy at every training step. torchmetrics' classification metrics check and reshape
-their inputs, look for logits and count true/false positives and negatives per class on each update: about 75 µs on
-CPU for a batch of four, where the XOR step itself takes about 600 µs. Accuracy needs only two counts.
+Every classifier counts its training accuracy over each epoch (in batches of steps: dlf.metrics.queue).
+torchmetrics' classification metrics check and reshape their inputs, look for logits and count true/false positives
+and negatives per class on each update: about 75 µs on CPU for a batch of four, where the XOR step itself takes about
+600 µs. Accuracy needs only two counts.
 """
 
 from __future__ import annotations
@@ -16,7 +17,8 @@ class Accuracy(torchmetrics.Metric):
     """The fraction of predictions equal to their target, over every sample the epoch saw (a micro average).
 
     `preds`: class labels (integers), or floats: a binary target's probabilities P(y = 1), thresholded at > 0.5
-    (binary=True), or a score per class along dim 1 (logits or probabilities), whose argmax is the label."""
+    (binary=True), or a score per class along dim 1 (logits or probabilities), whose argmax is the label. `target`:
+    the labels, integers or (a binary target, as XOR's y) floats 0.0 / 1.0; compared by value."""
 
     full_state_update = False
     higher_is_better = True

@@ -19,6 +19,7 @@ from dlf import lightning_internals as internals
 from dlf.data.base import DataFacts
 from dlf.errors import DlfError
 from dlf.metrics.accuracy import Accuracy
+from dlf.metrics.queue import UpdateQueue
 
 STAGES = ("train", "val", "test")
 
@@ -44,6 +45,7 @@ class System(L.LightningModule):
         self.optimizer_factory = optimizer
         self.scheduler_factory = scheduler
         self._epoch_metrics: dict[str, tuple] = {}  # "stage/name" -> (torchmetrics Metric, prog_bar)
+        self._queues: dict[int, UpdateQueue] = {}  # id(training metric) -> its batched updates (update_metric)
         # one sample of zeros: Lightning's model summary measures FLOPs and in/out sizes on it (else a column of 0s)
         self.example_input_array = torch.zeros(1, *facts.input_shape,
                                                dtype=torch.int64 if facts.vocab else torch.float32)
@@ -71,7 +73,7 @@ class System(L.LightningModule):
         collective per step)."""
         hook = internals.current_hook(self)
         if (hook == "training_step" and not args and kwargs.get("on_step") is not False and not kwargs.get("on_epoch")
-                and not internals.logs_this_step(self.trainer)):
+                and not internals.logs_this_step(internals.attached_trainer(self))):
             return
         if sync_dist is None:
             trainer = internals.attached_trainer(self)
@@ -114,6 +116,18 @@ class System(L.LightningModule):
         None: not declared (no start-up check). Families override it; tests/test_entry.py checks it against a run."""
         return None
 
+    def update_metric(self, stage: str, metric: torchmetrics.Metric, *inputs: torch.Tensor) -> None:
+        """metric.update(*inputs) for a batch of `stage`. In training the update is batched (dlf.metrics.queue):
+        the detached inputs are queued and the metric updated every 50 steps, and before its epoch-end compute, with
+        the same result; validation and test update at once. For counting metrics (accuracy, a max, a confusion)."""
+        if stage != "train":
+            metric.update(*inputs)
+            return
+        queue = self._queues.get(id(metric))
+        if queue is None:
+            queue = self._queues[id(metric)] = UpdateQueue(metric)
+        queue.add(*inputs)
+
     def log_at_epoch_end(self, name: str, metric, prog_bar: bool = False) -> None:
         """Log a torchmetrics metric (updated by the caller each step) once, at the end of the epoch of its stage.
 
@@ -144,6 +158,8 @@ class System(L.LightningModule):
     def _log_epoch_metrics(self, stage: str) -> None:
         for name in [n for n in self._epoch_metrics if n.startswith(stage + "/")]:
             metric, prog_bar = self._epoch_metrics.pop(name)
+            if (queue := self._queues.get(id(metric))) is not None:
+                queue.flush()
             if metric.update_count:
                 self.log(name, metric.compute(), prog_bar=prog_bar)
             metric.reset()

@@ -96,9 +96,9 @@ class CNNSystem(System):
         z = self.net(x)
         loss = F.cross_entropy(z, y)                      # J = -1/n sum_i log softmax(z_i)[y_i]
         pred = z.detach().argmax(dim=-1)
-        self.acc[stage].update(pred, y)
+        self.update_metric(stage, self.acc[stage], pred, y)
         if stage in self.confusion:
-            self.confusion[stage].update(pred, y)
+            self.update_metric(stage, self.confusion[stage], pred, y)
         self.log_loss_and_metric(stage, loss, "acc", self.acc[stage])
         return loss
 

@@ -50,10 +50,10 @@ class MLPSystem(System):
         z = self.net(x.flatten(1))                           # z: the output pre-activation (logits)
         loss = self.cost(z, y)                               # J(z, y), the configured cost
         y_hat = output_unit(z.detach(), self.output)         # y_hat = sigmoid(z) or softmax(z)
-        self.acc[stage].update(y_hat, y.to(torch.int64))
+        self.update_metric(stage, self.acc[stage], y_hat, y)
         self.log_loss_and_metric(stage, loss, "acc", self.acc[stage])
         if self.solved:
-            self.solved[stage].update(y_hat, y)
+            self.update_metric(stage, self.solved[stage], y_hat, y)
             self.log_at_epoch_end(f"{stage}/solved", self.solved[stage])
         return loss
 

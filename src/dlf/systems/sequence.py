@@ -84,7 +84,7 @@ class Classes(Task):
         return F.cross_entropy(z, y)                               # J = -1/n sum_i log softmax(z_i)[y_i]
 
     def log(self, system, stage, loss, z, y, **kw):
-        self.acc[stage].update(z.detach(), y)
+        system.update_metric(stage, self.acc[stage], z.detach(), y)
         system.log_at_epoch_end(f"{stage}/acc", self.acc[stage], prog_bar=stage != "train")
 
 

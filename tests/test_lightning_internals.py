@@ -5,6 +5,7 @@ the error names the attribute."""
 from __future__ import annotations
 
 import csv
+from pathlib import Path
 
 import lightning as L
 import pytest
@@ -168,3 +169,38 @@ def test_lightning_skips_a_batch_hook_set_to_none_and_calls_the_others(tmp_path)
     trainer.test(probe, datamodule=dm, verbose=False)
     assert counts.calls == {"on_train_batch_end": LIMIT, "on_before_backward": LIMIT}
     assert probe.global_step == LIMIT
+
+
+@pytest.mark.parametrize("trigger", [None, "every_n_train_steps", "train_time_interval"])
+def test_a_checkpoint_without_step_triggers_writes_the_same_without_its_batch_hook(tmp_path, trigger):
+    """A ModelCheckpoint with no step or time trigger loses its on_train_batch_end (Lightning's returns at once there)
+    and writes the same checkpoints, at the same steps, as with it; one with a trigger keeps the hook."""
+    import datetime
+
+    from lightning.pytorch.callbacks import ModelCheckpoint
+
+    kw = {None: {}, "every_n_train_steps": {"every_n_train_steps": 2},
+          "train_time_interval": {"train_time_interval": datetime.timedelta(0)}}[trigger]
+    written = {}
+    for skip in (False, True):
+        torch.manual_seed(0)
+        dm = Tiny(batch_size=BATCH)
+        probe = Probe(dm.prepare())
+        steps: list[int] = []
+
+        class Record(ModelCheckpoint):
+            def _save_checkpoint(self, trainer, filepath):
+                steps.append(trainer.global_step)
+                super()._save_checkpoint(trainer, filepath)
+
+        ckpt = Record(dirpath=tmp_path / f"{trigger}_{skip}", filename="{step}", save_top_k=-1, **kw)
+        if skip:
+            internals.skip_empty_batch_hooks(probe, [ckpt])
+            assert (ckpt.on_train_batch_end is None) == (trigger is None)
+        trainer = L.Trainer(max_epochs=2, limit_train_batches=LIMIT, limit_val_batches=1, callbacks=[ckpt],
+                            logger=False, enable_progress_bar=False, enable_model_summary=False,
+                            accelerator="cpu", devices=1, default_root_dir=tmp_path)
+        trainer.fit(probe, datamodule=dm)
+        written[skip] = (steps, sorted(p.name for p in Path(ckpt.dirpath).iterdir()))
+    assert written[True] == written[False]
+    assert len(written[True][0]) >= (2 if trigger is None else 2 * LIMIT // 2)  # epoch ends; + every 2nd step

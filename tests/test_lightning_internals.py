@@ -204,3 +204,77 @@ def test_a_checkpoint_without_step_triggers_writes_the_same_without_its_batch_ho
         written[skip] = (steps, sorted(p.name for p in Path(ckpt.dirpath).iterdir()))
     assert written[True] == written[False]
     assert len(written[True][0]) >= (2 if trigger is None else 2 * LIMIT // 2)  # epoch ends; + every 2nd step
+
+
+def _result_metric(on_step: bool, on_epoch: bool):
+    """A Lightning `_ResultMetric` as `self.log(..., on_step=, on_epoch=)` makes it (through `_ResultCollection.log`),
+    after two logged values and an epoch compute: every tensor it can hold is set."""
+    from lightning.pytorch.trainer.connectors.logger_connector.result import _ResultCollection
+
+    results = _ResultCollection(training=True)
+    for value in (2.0, 3.0):
+        results.log("training_step", "train/loss", torch.tensor(value), on_step=on_step, on_epoch=on_epoch,
+                    batch_size=4)
+    m = results["training_step.train/loss"]
+    if on_epoch:
+        m.compute()
+    return m
+
+
+@pytest.mark.parametrize("on_step,on_epoch", [(True, False), (False, True), (True, True)])
+def test_the_device_short_cut_reads_every_tensor_lightnings_move_would_move(on_step, on_epoch):
+    """skip_same_device_moves returns early only when result_tensors are on the device: they must be every tensor
+    Lightning's `_ResultMetric.to` reaches (apply_to_collection over its __dict__). A Lightning that keeps a tensor
+    somewhere else fails here, before the short cut could leave it on the wrong device."""
+    from lightning_utilities.core.apply_func import apply_to_collection
+
+    m = _result_metric(on_step, on_epoch)
+    reached: list[torch.Tensor] = []
+    apply_to_collection(dict(m.__dict__), torch.Tensor, lambda t: reached.append(t) or t)
+    assert reached and {id(t) for t in internals.result_tensors(m)} == {id(t) for t in reached}
+
+
+def test_a_logged_value_moves_only_when_it_must():
+    """Patched (once, idempotently): a move to the device its tensors are on returns the metric untouched (Lightning's
+    would rebuild its __dict__: a new metadata object); a move to another device, with keywords, or of a metric that
+    wraps a torchmetrics Metric is Lightning's."""
+    from lightning.pytorch.trainer.connectors.logger_connector.result import _ResultMetric
+
+    internals.skip_same_device_moves()
+    internals.skip_same_device_moves()
+    assert _ResultMetric.to.dlf_short_cut and not getattr(_ResultMetric.to.lightning_to, "dlf_short_cut", False)
+    m = _result_metric(True, True)
+    meta, value = m.meta, m.value
+    assert m.to(torch.device("cpu")) is m and m.meta is meta and m.value is value  # nothing rebuilt
+    m.to(torch.device("meta"))  # another device: everything moves (Lightning's path)
+    assert m.meta is not meta and all(t.device.type == "meta" for t in internals.result_tensors(m))
+    assert not internals.on_device(m, torch.device("cpu"))
+    m = _result_metric(True, True)
+    meta = m.meta
+    m.to(device=torch.device("cpu"))  # keywords (as _ResultCollection.cpu() calls it): Lightning's path
+    assert m.meta is not meta and internals.on_device(m, torch.device("cpu"))
+    wrapped = _ResultMetric(m.meta, False)
+    assert internals.result_tensors(wrapped) is None and not internals.on_device(wrapped, torch.device("cpu"))
+
+
+def test_logged_metrics_are_the_same_with_the_device_short_cut(tmp_path):
+    """The same seeded fit, with Lightning's `_ResultMetric.to` and with dlf's short cut: the same metrics.csv."""
+    from lightning.pytorch.trainer.connectors.logger_connector.result import _ResultMetric
+
+    internals.skip_same_device_moves()
+    patched = _ResultMetric.to
+    tables = {}
+    try:
+        for short_cut in (False, True):
+            _ResultMetric.to = patched if short_cut else patched.lightning_to
+            torch.manual_seed(0)
+            dm = Tiny(batch_size=BATCH)
+            logger = CSVLogger(tmp_path / str(short_cut), name="", version="")
+            trainer = L.Trainer(max_epochs=EPOCHS, limit_train_batches=LIMIT, limit_val_batches=2,
+                                log_every_n_steps=1, logger=logger, enable_checkpointing=False,
+                                enable_progress_bar=False, enable_model_summary=False, accelerator="cpu", devices=1)
+            trainer.fit(Probe(dm.prepare()), datamodule=dm)
+            tables[short_cut] = (Path(logger.log_dir) / "metrics.csv").read_text()
+    finally:
+        _ResultMetric.to = patched
+    assert tables[True] == tables[False] and tables[True].count("\n") > 2 * LIMIT

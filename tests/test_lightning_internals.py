@@ -54,7 +54,7 @@ class Probe(System):
         if stage == "train":
             self.writes.append((internals.logs_this_step(self.trainer), float(loss.detach())))
             L.LightningModule.log(self, "train/every", loss, on_step=True, on_epoch=False)  # Lightning's own self.log
-            self.log_train_step("train/skipped", loss)  # dlf's System.log: passed on only on the steps Lightning writes
+            self.log_train_step("train/skipped", loss, prog_bar=True)  # dlf's System.log: passed on only on the steps Lightning writes
         else:
             self.log(f"{stage}/loss", loss)
         return loss
@@ -278,3 +278,54 @@ def test_logged_metrics_are_the_same_with_the_device_short_cut(tmp_path):
     finally:
         _ResultMetric.to = patched
     assert tables[True] == tables[False] and tables[True].count("\n") > 2 * LIMIT
+
+
+class Seen(L.Callback):
+    """The trainer's metric dicts as a callback sees them before each batch and at each epoch end, and whether the
+    value System.log dropped was reset in Lightning's result collection at each batch end."""
+
+    def __init__(self):
+        self.dicts: list = []
+        self.reset_at: list[bool] = []
+
+    def _record(self, trainer):
+        self.dicts.append([{k: float(v) for k, v in d.items()} for d in
+                           (trainer.callback_metrics, trainer.progress_bar_metrics, trainer.logged_metrics)])
+
+    def on_train_batch_start(self, trainer, pl_module, batch, batch_idx):
+        self._record(trainer)
+
+    def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx):
+        entry = trainer.fit_loop.epoch_loop._results.get("training_step.train/skipped")
+        self.reset_at.append(None if entry is None else entry.has_reset)  # None: nothing logged under it yet
+
+    def on_train_epoch_end(self, trainer, pl_module):
+        self._record(trainer)
+
+
+def test_a_dropped_steps_value_is_forgotten_and_every_metric_dict_stays_the_same(tmp_path, monkeypatch):
+    """System.log resets the value it last wrote on the steps it drops (forget_written_value): the trainer's callback,
+    progress bar and logged metrics before every batch and at every epoch end, and metrics.csv, are those of the same
+    fit that keeps it (Lightning re-copies it after every batch); the entry is reset exactly on the dropped steps."""
+    runs = {}
+    for forget in (False, True):
+        if not forget:
+            monkeypatch.setattr(internals, "forget_written_value", lambda *a: None)
+        else:
+            monkeypatch.undo()
+        torch.manual_seed(0)
+        dm = Tiny(batch_size=BATCH)
+        seen, logger = Seen(), CSVLogger(tmp_path / str(forget), name="", version="")
+        probe = Probe(dm.prepare())
+        trainer = L.Trainer(max_epochs=EPOCHS, limit_train_batches=LIMIT, limit_val_batches=1, log_every_n_steps=EVERY,
+                            logger=logger, callbacks=[seen], enable_checkpointing=False, enable_progress_bar=False,
+                            enable_model_summary=False, accelerator="cpu", devices=1)
+        trainer.fit(probe, datamodule=dm)
+        runs[forget] = (seen, (Path(logger.log_dir) / "metrics.csv").read_text(), probe.writes)
+    (kept, kept_csv, writes), (forgot, forgot_csv, _) = runs[False], runs[True]
+    assert forgot.dicts == kept.dicts and forgot_csv == kept_csv
+    assert any("train/skipped" in d[0] and "train/skipped" in d[1] for d in forgot.dicts)  # the last written value
+    dropped = [not written for written, _ in writes]
+    assert any(dropped) and not all(dropped)
+    assert all((r is not False) if d else (r is False) for r, d in zip(forgot.reset_at, dropped, strict=True))
+    assert any(r is False for r, d in zip(kept.reset_at, dropped) if d)  # Lightning alone keeps it between writes

@@ -5,7 +5,8 @@ costly self.log call whose value would be dropped), how many batches of the epoc
 position of a data loader), and, inside a LightningModule, whether a Trainer is attached and which hook is running.
 Each is one function below; its docstring says what it reads and why no public API serves. Three more change what
 Lightning does per batch without changing a result: empty batch hooks skipped, a ModelCheckpoint's inert batch hook
-dropped, and a logged value's no-op device move skipped (skip_same_device_moves). A renamed attribute
+dropped, a logged value's no-op device move skipped (skip_same_device_moves), and a per-step value forgotten once
+Lightning has written it (forget_written_value). A renamed attribute
 raises a DlfError that names it; tests/test_lightning_internals.py runs a small real Trainer and checks each value
 at the moment dlf reads it, so a Lightning upgrade that changes one fails there first.
 """
@@ -54,6 +55,21 @@ def logs_this_step(trainer: L.Trainer) -> bool:
     optimizer steps). Reads `Trainer._logger_connector.should_update_logs`: the cadence rule (which counter, the +1,
     log_every_n_steps=0) lives there only; System.log drops per-step training values Lightning would not write."""
     return bool(_read(trainer, "_logger_connector.should_update_logs"))
+
+
+def forget_written_value(trainer: L.Trainer, hook: str, name: str) -> None:
+    """Reset the per-step training value `name` that `hook` logged on the last written step, once Lightning has used
+    it. Lightning keeps such a value (on_step, not on_epoch) in the training loop's `_ResultCollection` until the
+    epoch ends, and after every batch turns it into the progress bar's, the callbacks' and the loggers' dicts again
+    (`_LoggerConnector.on_batch_end`: an `.item()` and three dict updates, ~25 µs a step on CPU), although those dicts
+    already hold that value. dlf's System.log calls this on the steps whose values are not written, so the dicts keep
+    the last written value, as before, without the per-batch copy. Reads `Trainer.fit_loop.epoch_loop._results` and
+    resets the entry with Lightning's own `_ResultMetric.reset` (what Lightning does to it at the next epoch's start);
+    a value that wraps a torchmetrics Metric is left alone. tests/test_lightning_internals.py checks that the
+    trainer's callback, progress bar and logged metrics and the written metrics.csv are the same with and without."""
+    result = _read(trainer, "fit_loop.epoch_loop._results").get(f"{hook}.{name}")
+    if result is not None and not result.has_reset and result.is_tensor:
+        result.reset()
 
 
 def batches_done(trainer: L.Trainer) -> int:

@@ -48,3 +48,24 @@ def test_redrawn_at_most_max_hz_and_at_the_last_batch(monkeypatch):
 def test_every_batch_when_the_steps_are_slower_than_the_rate(monkeypatch):
     drawn = _draws(ProgressBar(max_hz=0), monkeypatch)  # max_hz=0: no limit, Lightning's behaviour
     assert drawn == list(range(40))
+
+
+def test_drawn_on_the_training_thread(monkeypatch):
+    """Lightning's Rich bar asks a thread of its own to draw (it wakes `refresh_rate` = 100 times a second and competes
+    with training for the GIL); dlf's draws on the thread that trains, and Lightning's thread wakes once a second."""
+    import threading
+
+    from rich.live import Live
+
+    threads = []
+    original = Live.refresh
+
+    def recording(self):
+        threads.append(threading.current_thread())
+        return original(self)
+
+    monkeypatch.setattr(Live, "refresh", recording)
+    bar = ProgressBar(max_hz=0)
+    _draws(bar, monkeypatch)
+    assert len(threads) >= 40 and set(threads) == {threading.main_thread()}
+    assert bar.refresh_rate == 1 and ProgressBar(refresh_rate=5).refresh_rate == 5

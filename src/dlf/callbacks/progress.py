@@ -1,4 +1,4 @@
-"""The progress bar: Lightning's Rich bar, redrawn at most `max_hz` times a second.
+"""The progress bar: Lightning's Rich bar, redrawn at most `max_hz` times a second, on the training thread.
 
 Lightning's RichProgressBar recomputes its metrics and redraws the whole bar after every batch (its `refresh_rate` is
 not consulted on that path). This bar does the same drawing only when at least 1/max_hz seconds have passed since the
@@ -17,6 +17,11 @@ from lightning.pytorch.callbacks import RichProgressBar
 
 class ProgressBar(RichProgressBar):
     def __init__(self, max_hz: float = 10.0, **kwargs):
+        # Lightning's bar draws from a thread of its own that wakes `refresh_rate` (100) times a second and then
+        # competes with training for the GIL: on XOR some runs' median step grew by 10-35 % (scripts/bench.py, the same
+        # run without the bar: never). This bar draws on the training thread instead (refresh below), at most max_hz
+        # times a second; Lightning's thread, kept because its bar starts it, wakes once a second and draws nothing.
+        kwargs.setdefault("refresh_rate", 1)
         super().__init__(**kwargs)
         self.min_interval = 1.0 / max_hz if max_hz > 0 else 0.0
         self._drawn_at: dict[str, float] = {}
@@ -29,6 +34,10 @@ class ProgressBar(RichProgressBar):
             self._drawn_at[stage] = now
             return True
         return False
+
+    def refresh(self, hard: bool = False) -> None:
+        """Draw now, on this thread (Lightning's `hard` refresh), rather than ask the bar's thread to draw."""
+        super().refresh(hard=True)
 
     def on_train_epoch_start(self, trainer, pl_module):
         super().on_train_epoch_start(trainer, pl_module)

@@ -17,11 +17,11 @@ from lightning.pytorch.callbacks import RichProgressBar
 
 class ProgressBar(RichProgressBar):
     def __init__(self, max_hz: float = 10.0, **kwargs):
-        # Lightning's bar draws from a thread of its own that wakes `refresh_rate` (100) times a second and then
-        # competes with training for the GIL: on XOR some runs' median step grew by 10-35 % (scripts/bench.py, the same
-        # run without the bar: never). This bar draws on the training thread instead (refresh below), at most max_hz
-        # times a second; Lightning's thread, kept because its bar starts it, wakes once a second and draws nothing.
-        kwargs.setdefault("refresh_rate", 1)
+        # Lightning's bar asks a thread of its own to draw; while it builds the bar in Python, training waits for the
+        # GIL: on XOR some runs' median step grew by 10-35 % (scripts/bench.py; the same run without a bar: never).
+        # This bar draws on the training thread instead (refresh below), at most max_hz times a second. Lightning's
+        # thread still wakes `refresh_rate` (100) times a second, finds nothing to draw and sleeps; a lower rate would
+        # make each stage's end wait up to 1/refresh_rate seconds for its last sleep (Lightning joins the thread).
         super().__init__(**kwargs)
         self.min_interval = 1.0 / max_hz if max_hz > 0 else 0.0
         self._drawn_at: dict[str, float] = {}

@@ -54,7 +54,8 @@ class Probe(System):
         if stage == "train":
             self.writes.append((internals.logs_this_step(self.trainer), float(loss.detach())))
             L.LightningModule.log(self, "train/every", loss, on_step=True, on_epoch=False)  # Lightning's own self.log
-            self.log_train_step("train/skipped", loss, prog_bar=True)  # dlf's System.log: passed on only on the steps Lightning writes
+            # dlf's System.log: passed on only on the steps Lightning writes
+            self.log_train_step("train/skipped", loss, prog_bar=True)
         else:
             self.log(f"{stage}/loss", loss)
         return loss
@@ -189,8 +190,10 @@ def test_a_checkpoint_without_step_triggers_writes_the_same_without_its_batch_ho
         steps: list[int] = []
 
         class Record(ModelCheckpoint):
+            saved_at = steps  # this run's list, bound when the class is made
+
             def _save_checkpoint(self, trainer, filepath):
-                steps.append(trainer.global_step)
+                self.saved_at.append(trainer.global_step)
                 super()._save_checkpoint(trainer, filepath)
 
         ckpt = Record(dirpath=tmp_path / f"{trigger}_{skip}", filename="{step}", save_top_k=-1, **kw)

@@ -3,12 +3,12 @@
 dlf needs three things Lightning keeps to itself: whether this training step's logs will be written (to skip a
 costly self.log call whose value would be dropped), how many batches of the epoch are trained (the exact resume
 position of a data loader), and, inside a LightningModule, whether a Trainer is attached and which hook is running.
-Each is one function below; its docstring says what it reads and why no public API serves. Three more change what
+Each is one function below; its docstring says what it reads and why no public API serves. Four more change what
 Lightning does per batch without changing a result: empty batch hooks skipped, a ModelCheckpoint's inert batch hook
 dropped, a logged value's no-op device move skipped (skip_same_device_moves), and a per-step value forgotten once
-Lightning has written it (forget_written_value). A renamed attribute
-raises a DlfError that names it; tests/test_lightning_internals.py runs a small real Trainer and checks each value
-at the moment dlf reads it, so a Lightning upgrade that changes one fails there first.
+Lightning has written it (forget_written_value). A renamed attribute raises a DlfError that names it;
+tests/test_lightning_internals.py runs a small real Trainer and checks each value at the moment dlf reads it, so a
+Lightning upgrade that changes one fails there first.
 """
 
 from __future__ import annotations
@@ -173,5 +173,6 @@ def result_tensors(metric) -> list[torch.Tensor] | None:
 
 
 def on_device(metric, device: torch.device) -> bool:
+    """Whether every tensor a device move of this `_ResultMetric` would move is on `device` (False for a wrapper)."""
     tensors = result_tensors(metric)
     return tensors is not None and all(t.device == device for t in tensors)

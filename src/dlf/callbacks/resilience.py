@@ -31,6 +31,7 @@ from lightning.pytorch.callbacks import Checkpoint
 from dlf import lightning_internals as internals
 from dlf.errors import Diverged, DlfError
 from dlf.faults import quiet_writer_threads, remove_stale_temps
+from dlf.loggers import flush_events
 
 
 class RunInterrupted(Exception):
@@ -275,4 +276,5 @@ class RunGuard(L.Callback):
         # Lightning calls this while it builds the checkpoint, before a byte is written: non-finite weights stop the
         # run here, so no checkpoint (last.ckpt, best.ckpt, the one a signal asks for) ever holds them
         self.check_finite_weights(trainer, pl_module)
+        flush_events(trainer)  # every event up to this step on disk with the checkpoint (dlf.loggers)
         checkpoint["dlf"] = {**self.meta, "global_step": trainer.global_step}

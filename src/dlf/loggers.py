@@ -15,7 +15,9 @@ Lightning writes the logged metrics every `trainer.log_every_n_steps` steps and 
   `finalize`). For a remote log dir (fsspec, no append) TensorBoard's flush rewrites the whole file, so fewer flushes
   matter there too.
 
-TensorBoard's internals are read in one place, `write_on_this_thread`, and torch's `SummaryWriter._get_file_writer`\n(the event file, opened again after a close) in `TensorBoardLogger.experiment`; tests/test_loggers.py fails first if\nthey change.
+TensorBoard's internals are read in one place, `write_on_this_thread`, and torch's `SummaryWriter._get_file_writer`
+(the event file, opened again after a close) in `TensorBoardLogger.experiment`; tests/test_loggers.py fails first if
+they change.
 """
 
 from __future__ import annotations

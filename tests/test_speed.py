@@ -69,7 +69,7 @@ def test_guard_finds_a_bad_weight_when_it_checks_and_passes_huge_ones(kernels, m
     every = RunGuard.WEIGHTS_EVERY
 
     def trainer(step, world_size=1):
-        return SimpleNamespace(global_step=step, world_size=world_size, optimizers=[], callbacks=[],
+        return SimpleNamespace(global_step=step, world_size=world_size, optimizers=[], callbacks=[], loggers=[],
                                checkpoint_callback=None)
 
     ok = {"loss": torch.tensor(0.5)}

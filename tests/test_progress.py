@@ -68,3 +68,32 @@ def test_drawn_on_the_training_thread(monkeypatch):
     bar = ProgressBar(max_hz=0)
     _draws(bar, monkeypatch)
     assert len(threads) >= 40 and set(threads) == {threading.main_thread()}
+
+
+def _bar_threads_while_training(bar) -> list[str]:
+    """The names of the Rich refresh threads alive at each training step, under `bar`."""
+    import threading
+
+    seen: list[str] = []
+
+    class Watching(_Tiny):
+        def training_step(self, batch, batch_idx):
+            seen.extend(type(t).__name__ for t in threading.enumerate() if type(t).__name__ == "_RefreshThread")
+            return super().training_step(batch, batch_idx)
+
+        def validation_step(self, batch, batch_idx):
+            seen.extend(type(t).__name__ for t in threading.enumerate() if type(t).__name__ == "_RefreshThread")
+
+    data = torch.utils.data.DataLoader(torch.utils.data.TensorDataset(torch.randn(8, 2)), batch_size=1)
+    trainer = L.Trainer(max_epochs=2, callbacks=[bar], logger=False, enable_checkpointing=False,
+                        enable_model_summary=False, accelerator="cpu", limit_val_batches=2)
+    trainer.fit(Watching(), data, data)
+    trainer.validate(Watching(), data, verbose=False)
+    return seen
+
+
+def test_lightnings_refresh_thread_is_stopped():
+    """Lightning's bar starts a thread that wakes 100 times a second to draw when asked; dlf's bar never asks, and
+    stops it when Lightning starts it (Lightning's own bar, beside it: the thread runs at every step)."""
+    assert len(_bar_threads_while_training(RichProgressBar())) >= 16
+    assert _bar_threads_while_training(ProgressBar()) == []

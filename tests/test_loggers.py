@@ -125,3 +125,18 @@ def test_every_checkpoint_flushes_the_events_first(tmp_path, monkeypatch):
     checkpoint: dict = {}
     RunGuard().on_save_checkpoint(trainer, torch.nn.Linear(2, 1), checkpoint)
     assert calls == ["save", "save"] and checkpoint["dlf"]["global_step"] == 7
+
+
+def test_another_rank_gets_lightnings_dummy_experiment(tmp_path, monkeypatch):
+    """On a rank other than 0 Lightning hands out a do-nothing experiment: dlf's logger passes it through untouched
+    and writes nothing."""
+    from lightning.fabric.loggers.logger import _DummyExperiment
+    from lightning.fabric.utilities.rank_zero import rank_zero_only
+
+    monkeypatch.setattr(rank_zero_only, "rank", 1)
+    lg = TensorBoardLogger(str(tmp_path), name="", version="")
+    assert isinstance(lg.experiment, _DummyExperiment)
+    lg.log_metrics({"train/loss": 1.0}, step=0)
+    lg.save()
+    flush_events(SimpleNamespace(loggers=[lg]))
+    assert not list(tmp_path.iterdir())

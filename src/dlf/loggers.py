@@ -82,7 +82,7 @@ class TensorBoardLogger(LightningTensorBoardLogger):
     @property
     def experiment(self):
         writer = super().experiment
-        if not hasattr(writer, "_get_file_writer"):  # another rank's DummyExperiment
+        if getattr(type(writer), "_get_file_writer", None) is None:  # another rank's DummyExperiment
             return writer
         # torch's SummaryWriter opens a new event file at the next write after close() (Lightning closes it at the
         # end of fit; the test stage writes again): opened here instead, so its first event is written by this thread

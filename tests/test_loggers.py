@@ -85,6 +85,17 @@ def test_the_logger_writes_on_the_training_thread_and_reads_back(tmp_path):
     lg.finalize("success")
 
 
+def test_finalize_opens_no_new_event_file(tmp_path):
+    """Lightning's finalize closes the writer and then saves: a save that is due then flushes a closed writer,
+    which must not open another (empty) event file. flush_every_s=0: every save is due."""
+    lg = TensorBoardLogger(str(tmp_path), name="", version="", flush_every_s=0)
+    lg.log_metrics({"train/loss": 1.0}, step=0)
+    lg.save()
+    lg.finalize("success")
+    lg.finalize("success")
+    assert len(list(tmp_path.glob("events.out.tfevents.*"))) == 1
+
+
 def test_save_runs_lightnings_save_at_most_every_flush_every_s(tmp_path, monkeypatch):
     """The first save (hparams.yaml) and then one per flush_every_s; flush() and flush_events at once, every time."""
     calls, now = [], [100.0]

@@ -76,13 +76,16 @@ def _bar_threads_while_training(bar) -> list[str]:
 
     seen: list[str] = []
 
+    def look():
+        seen.extend(type(t).__name__ for t in threading.enumerate() if type(t).__name__ == "_RefreshThread")
+
     class Watching(_Tiny):
         def training_step(self, batch, batch_idx):
-            seen.extend(type(t).__name__ for t in threading.enumerate() if type(t).__name__ == "_RefreshThread")
+            look()
             return super().training_step(batch, batch_idx)
 
         def validation_step(self, batch, batch_idx):
-            seen.extend(type(t).__name__ for t in threading.enumerate() if type(t).__name__ == "_RefreshThread")
+            look()
 
     data = torch.utils.data.DataLoader(torch.utils.data.TensorDataset(torch.randn(8, 2)), batch_size=1)
     trainer = L.Trainer(max_epochs=2, callbacks=[bar], logger=False, enable_checkpointing=False,

@@ -16,8 +16,7 @@ Lightning writes the logged metrics every `trainer.log_every_n_steps` steps and 
   matter there too.
 
 TensorBoard's internals are read in one place, `write_on_this_thread`, and torch's `SummaryWriter._get_file_writer`
-(the event file, opened again after a close) in `TensorBoardLogger.experiment`; tests/test_loggers.py fails first if
-they change.
+(where it opens an event file) in `events_on_this_thread`; tests/test_loggers.py fails first if they change.
 """
 
 from __future__ import annotations
@@ -69,6 +68,22 @@ def write_on_this_thread(event_writer) -> bool:
     return True
 
 
+def events_on_this_thread(summary_writer) -> None:
+    """Every event file of a torch `SummaryWriter` written on the calling thread: the one it has open now, and each
+    one it opens later (at the first write after `close()`: Lightning closes the writer at the end of fit and the
+    test stage writes again). torch opens them in `SummaryWriter._get_file_writer`, which each write calls; only
+    writes call it, so a flush or close of a closed writer still opens nothing."""
+    opened = summary_writer._get_file_writer
+
+    def get_file_writer():
+        file_writer = opened()
+        write_on_this_thread(file_writer.event_writer)
+        return file_writer
+
+    summary_writer._get_file_writer = get_file_writer
+    get_file_writer()
+
+
 class TensorBoardLogger(LightningTensorBoardLogger):
     """lightning.pytorch.loggers.TensorBoardLogger writing on the training thread; `save()` at most every
     `flush_every_s` seconds (the module docstring says why)."""
@@ -77,19 +92,15 @@ class TensorBoardLogger(LightningTensorBoardLogger):
         super().__init__(*args, **kwargs)
         self.flush_every_s = float(flush_every_s)
         self._saved_at: float | None = None  # None: never (the first save writes hparams.yaml, as Lightning's does)
-        self._own_writer = None  # the event file writer last moved onto this thread
+        self._moved = None  # the SummaryWriter whose event files are written on this thread
 
     @property
     def experiment(self):
         writer = super().experiment
-        if getattr(type(writer), "_get_file_writer", None) is None:  # another rank's DummyExperiment
-            return writer
-        # torch's SummaryWriter opens a new event file at the next write after close() (Lightning closes it at the
-        # end of fit; the test stage writes again): opened here instead, so its first event is written by this thread
-        file_writer = writer._get_file_writer()
-        if file_writer is not self._own_writer and hasattr(file_writer, "event_writer"):
-            write_on_this_thread(file_writer.event_writer)
-            self._own_writer = file_writer
+        # another rank gets Lightning's DummyExperiment, which answers every attribute but has no such method
+        if writer is not self._moved and getattr(type(writer), "_get_file_writer", None) is not None:
+            events_on_this_thread(writer)
+            self._moved = writer
         return writer
 
     @rank_zero_only

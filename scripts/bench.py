@@ -4,7 +4,7 @@ the features dlf turns on, written the usual Lightning way (`lightning`: self.lo
 a ModelCheckpoint, Lightning's progress bar; no dlf), and dlf's real training path. The `lightning` side splits dlf's
 cost over the floor into what Lightning's own logging, checkpointing and bar cost and what dlf adds on top.
 
-    python scripts/bench.py WORKLOAD [--threads 1] [--steps N] [--repeats 3] [--compile] [--precision bf16-mixed]
+    python scripts/bench.py WORKLOAD [--threads 1] [--steps N] [--repeats 7] [--compile] [--precision bf16-mixed]
     WORKLOAD: parity | xor | mlp | cnn | cnn1d | rnn | lstm | gan          (scripts/bench_all.sh runs them all)
 
 Same net, data, optimizer, seed and number of steps on every side: the nets and batches are dlf's own, built as
@@ -13,8 +13,11 @@ floor run a hand-written step on them (scripts/bench_workloads.py). dlf's side i
 user's callbacks, logger (TensorBoard), checkpoints, divergence guard and progress bar; only the test stage is off (the
 figures drawn after fit run but are not timed). After a warm-up run of each side, the sides alternate (plain, floor,
 lightning, dlf, plain, ...) for --repeats rounds. A side's time per step is the median interval between the starts of
-consecutive training steps (the first 5 are skipped); the line reports the median over rounds. ratio = dlf / plain,
-vs floor = dlf / floor.
+consecutive training steps (the first 5 are skipped; the Lightning sides and dlf's take them with one callback,
+bench_workloads.StepClock); the line reports the median over rounds. ratio = dlf / plain,
+vs floor = dlf / floor. Seven short rounds rather than three long ones: on a shared virtual machine the whole CPU runs
+20-50 % slower in bursts of a tenth of a second or more (every part of a step at once, the forward and backward passes
+as much as the Python around them), and a round caught in one moves a median of three.
 
 The four final training losses must agree to a relative 1e-4 (float32; 2e-2 with --compile or bf16-mixed, whose
 kernels round differently): otherwise the benchmark compares different computations, says so and exits with 1.
@@ -112,7 +115,7 @@ def floor_side(name, cfg, steps, a, features: bool = False) -> tuple[float, floa
     step (prog_bar), TensorBoard writing every trainer.log_every_n_steps, a ModelCheckpoint, Lightning's progress bar."""
     import lightning as L
 
-    from bench_workloads import Step, build
+    from bench_workloads import Step, StepClock, build
 
     dm, model, opt = build(cfg)
     step = Step(name, cfg, model, opt, steps, bf16=False)  # Lightning's precision plugin does the autocast
@@ -122,14 +125,13 @@ def floor_side(name, cfg, steps, a, features: bool = False) -> tuple[float, floa
             super().__init__()
             self.nets = torch.nn.ModuleList(step.modules())
             self.automatic_optimization = name != "gan"
-            self.starts, self.loss, self.scheds = [], None, []
+            self.loss, self.scheds = None, []
 
         def configure_optimizers(self):
             opts, self.scheds = step.optimizers()
             return opts
 
         def training_step(self, batch, batch_idx):
-            self.starts.append(bench_workloads.CLOCK[0]())
             if self.automatic_optimization:
                 loss = step.loss_fn(model, batch)
                 self.loss = loss.detach()
@@ -150,10 +152,11 @@ def floor_side(name, cfg, steps, a, features: bool = False) -> tuple[float, floa
                    log_every_n_steps=cfg.trainer.log_every_n_steps, enable_model_summary=False, num_sanity_val_steps=0)
     else:
         kit = dict(barebones=True)
+    clock = StepClock()  # the clock dlf's side carries, so that no side pays for timing that another does not
     trainer = L.Trainer(accelerator="gpu" if a.device == "cuda" else "cpu", devices=1, precision=a.precision,
-                        gradient_clip_val=step.clip if name != "gan" else None, **limits, **kit)
+                        gradient_clip_val=step.clip if name != "gan" else None, callbacks=[clock], **limits, **kit)
     trainer.fit(floor, train_dataloaders=dm.train_dataloader())
-    return per_step(floor.starts), float(floor.loss)
+    return per_step(clock.starts), float(floor.loss)
 
 
 def dlf_side(name, cfg, steps, a) -> tuple[float, float]:
@@ -213,7 +216,7 @@ def parser() -> argparse.ArgumentParser:
     ap.add_argument("workload", choices=list(WORKLOADS))
     ap.add_argument("--threads", type=int, default=1, help="torch.set_num_threads (default 1)")
     ap.add_argument("--steps", type=int, default=None, help="training steps per run (default: per workload)")
-    ap.add_argument("--repeats", type=int, default=3, help="rounds of plain, floor, dlf after the warm-up")
+    ap.add_argument("--repeats", type=int, default=7, help="rounds of plain, floor, lightning, dlf after the warm-up")
     ap.add_argument("--compile", action="store_true", help="torch.compile the net(s) on every side (model.compile=true)")
     ap.add_argument("--precision", default="32-true", choices=["32-true", "bf16-mixed"])
     ap.add_argument("--device", default="cpu", choices=["cpu", "cuda"], help="cuda: not the GAN (scripts/gpu_check.py)")

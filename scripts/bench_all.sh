@@ -2,18 +2,18 @@
 # Every workload of scripts/bench.py, one at a time, on one thread; prints each workload's last two lines.
 #   scripts/bench_all.sh                                  # this checkout's dlf
 #   PYTHONPATH=<other checkout>/src scripts/bench_all.sh  # another dlf (e.g. an older main), same harness
-#   REPEATS=5 THREADS=2 scripts/bench_all.sh              # more rounds / threads
+#   REPEATS=9 THREADS=2 scripts/bench_all.sh              # more rounds / threads
 #   EXTRA="--clock cpu" scripts/bench_all.sh              # CPU time per step (a loaded machine); or "--precision bf16-mixed"
-# Measure on an idle machine; the steps below keep each workload to about a minute there.
+# Measure on an idle machine; seven rounds of the steps below keep each workload to one or two minutes there.
 set -u
 cd "$(dirname "$0")/.."
 PY=${PYTHON:-python}
 THREADS=${THREADS:-1}
-REPEATS=${REPEATS:-3}
+REPEATS=${REPEATS:-7}
 export OMP_NUM_THREADS=$THREADS
 uptime
 status=0
-for spec in parity:150 xor:500 mlp:400 cnn:200 cnn1d:300 rnn:100 lstm:60 gan:500; do
+for spec in parity:100 xor:300 mlp:300 cnn:120 cnn1d:200 rnn:60 lstm:40 gan:200; do
   w=${spec%%:*}; steps=${spec##*:}
   out=$($PY scripts/bench.py "$w" --threads "$THREADS" --steps "$steps" --repeats "$REPEATS" ${EXTRA:-} 2>/dev/null)
   rc=$?

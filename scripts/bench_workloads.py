@@ -42,7 +42,8 @@ CLOCK = [time.perf_counter]  # bench.py --clock cpu puts time.process_time here 
 
 
 class StepClock(L.Callback):
-    """Added to dlf's callbacks by the harness: the time at the start of every training batch, and the last loss."""
+    """The harness's clock on the Lightning sides and dlf's (a callback there, so every side carries the same one): the
+    time at the start of every training batch, and the last loss the step returned (dlf's side reports it)."""
 
     last: StepClock | None = None
 
@@ -55,7 +56,7 @@ class StepClock(L.Callback):
         self.starts.append(CLOCK[0]())
 
     def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx):
-        self.loss = outputs["loss"] if isinstance(outputs, dict) else outputs
+        self.loss = outputs.get("loss") if isinstance(outputs, dict) else outputs  # {} from a step that returns None
 
 
 def _ce_flat(m, batch):   # MLP classifier: J = cross-entropy of net(x flattened)

@@ -172,6 +172,63 @@ def test_lightning_skips_a_batch_hook_set_to_none_and_calls_the_others(tmp_path)
     assert probe.global_step == LIMIT
 
 
+class MovesOwnBatches(Tiny):
+    """A data module that implements transfer_batch_to_device (so Lightning must call the data module's)."""
+
+    def __init__(self, **kw):
+        super().__init__(**kw)
+        self.moved = 0
+
+    def transfer_batch_to_device(self, batch, device, dataloader_idx):
+        self.moved += 1
+        return super().transfer_batch_to_device(batch, device, dataloader_idx)
+
+
+class SeesEveryBatch(Probe):
+    """A module that implements on_after_batch_transfer (no data module does here, so Lightning calls this one)."""
+
+    def __init__(self, facts):
+        super().__init__(facts)
+        self.seen = 0
+
+    def on_after_batch_transfer(self, batch, dataloader_idx):
+        self.seen += 1
+        return batch
+
+
+@pytest.mark.parametrize("once", [False, True])
+def test_data_hooks_chosen_once_a_stage_call_the_same_hooks_at_every_batch(tmp_path, monkeypatch, once):
+    """choose_data_hooks_once: the data module's and the module's own transfer hooks are still the ones called, at
+    every training, validation and test batch, and Lightning asks which object implements a hook a few times a stage
+    (three hook names, two objects), not six times a batch as it does without it."""
+    from lightning.pytorch.trainer.connectors import data_connector
+
+    asked = []
+    lightning_is_overridden = data_connector.is_overridden
+    monkeypatch.setattr(data_connector, "is_overridden",
+                        lambda name, obj, *a, **k: asked.append(name) or lightning_is_overridden(name, obj, *a, **k))
+    torch.manual_seed(0)
+    dm = MovesOwnBatches(batch_size=BATCH, eval_batch_size=BATCH)  # 5 batches in each split
+    module = SeesEveryBatch(dm.prepare())
+    trainer = L.Trainer(max_epochs=EPOCHS, limit_train_batches=LIMIT, limit_val_batches=2, limit_test_batches=3,
+                        logger=False, enable_checkpointing=False, enable_progress_bar=False,
+                        enable_model_summary=False, num_sanity_val_steps=0, accelerator="cpu", devices=1,
+                        default_root_dir=tmp_path)
+    if once:
+        internals.choose_data_hooks_once(trainer)
+        internals.choose_data_hooks_once(trainer)  # idempotent
+    trainer.fit(module, datamodule=dm)
+    trainer.test(module, datamodule=dm, verbose=False)
+    batches = EPOCHS * (LIMIT + 2) + 3
+    assert dm.moved == batches and module.seen == batches
+    transfer = [n for n in asked if n in ("on_before_batch_transfer", "transfer_batch_to_device",
+                                          "on_after_batch_transfer")]
+    if once:
+        assert 0 < len(transfer) <= 2 * 3 * 2  # two stages (fit, test): each hook name once, of one or both objects
+    else:
+        assert len(transfer) >= 3 * batches  # Lightning's own: at every batch (what the test above relies on)
+
+
 @pytest.mark.parametrize("trigger", [None, "every_n_train_steps", "train_time_interval"])
 def test_a_checkpoint_without_step_triggers_writes_the_same_without_its_batch_hook(tmp_path, trigger):
     """A ModelCheckpoint with no step or time trigger loses its on_train_batch_end (Lightning's returns at once there)

@@ -138,6 +138,34 @@ def step_triggers_off(cb: ModelCheckpoint) -> bool:
     return every < 1 and interval is None
 
 
+def choose_data_hooks_once(trainer: L.Trainer) -> None:
+    """Make Lightning choose once per stage, not at every batch, whose batch-transfer hooks it calls.
+
+    With a data module, every batch (training, validation, test) passes through three transfer hooks
+    (on_before_batch_transfer, transfer_batch_to_device, on_after_batch_transfer), and for each Lightning's
+    `_DataHookSelector.get_instance` asks `is_overridden` of the data module and then of the module which one implements
+    it: six `is_overridden` calls a batch (attribute walks, isinstance checks), ~10 µs on CPU, which a loop given plain
+    data loaders (no data module) never makes. The answer depends only on the two objects' classes, which do not change
+    during a stage, so each stage's selector (made by `_DataConnector.attach_datamodule` when fit, validate or test
+    starts) answers each hook name once and then from a cache. Reads `Trainer._data_connector.attach_datamodule` and
+    its `_datahook_selector`; tests/test_lightning_internals.py checks that the hooks a data module or a module
+    overrides are still the ones called, at every batch, and that each stage asks each hook name once."""
+    import functools
+
+    connector = _read(trainer, "_data_connector")
+    attach = _read(connector, "attach_datamodule")
+    if getattr(attach, "dlf_choose_once", False):
+        return
+
+    def attach_datamodule(model, datamodule=None):
+        attach(model, datamodule)
+        selector = _read(connector, "_datahook_selector")
+        selector.get_instance = functools.cache(_read(selector, "get_instance"))
+
+    attach_datamodule.dlf_choose_once = True
+    connector.attach_datamodule = attach_datamodule
+
+
 def skip_same_device_moves() -> None:
     """Make `self.log` ~0.3-0.6 ms cheaper on CPU: Lightning's `_ResultCollection.log` calls `.to(value.device)` on the
     logged value's `_ResultMetric` at every call, and that `to` rebuilds the metric's whole `__dict__` through

@@ -120,6 +120,7 @@ def run(cfg: DictConfig, outcome: dict | None = None, prepared: dict | None = No
                           strategy=distributed.strategy(cfg, model),  # [ddp] DDPStrategy with a join timeout
                           profiler=speed.profiler(cfg))  # no per-hook context unless asked to profile
     internals.skip_empty_batch_hooks(model, trainer.callbacks)  # Lightning's per-batch calls of empty hooks
+    internals.choose_data_hooks_once(trainer)  # which object's batch-transfer hooks: asked once a stage, not a batch
     internals.skip_same_device_moves()  # self.log's no-op move of the logged value, ~0.3-0.6 ms a call on CPU
     outcome = {} if outcome is None else outcome
 

@@ -196,6 +196,7 @@ class SeesEveryBatch(Probe):
         return batch
 
 
+@pytest.mark.filterwarnings("ignore:You have overridden `on_after_batch_transfer`")  # Lightning, on SeesEveryBatch
 @pytest.mark.parametrize("once", [False, True])
 def test_data_hooks_chosen_once_a_stage_call_the_same_hooks_at_every_batch(tmp_path, monkeypatch, once):
     """choose_data_hooks_once: the data module's and the module's own transfer hooks are still the ones called, at

@@ -15,9 +15,10 @@ figures drawn after fit run but are not timed). After a warm-up run of each side
 lightning, dlf, plain, ...) for --repeats rounds. A side's time per step is the median interval between the starts of
 consecutive training steps (the first 5 are skipped; the Lightning sides and dlf's take them with one callback,
 bench_workloads.StepClock); the line reports the median over rounds. ratio = dlf / plain,
-vs floor = dlf / floor. Seven short rounds rather than three long ones: on a shared virtual machine the whole CPU runs
-20-50 % slower in bursts of a tenth of a second or more (every part of a step at once, the forward and backward passes
-as much as the Python around them), and a round caught in one moves a median of three.
+vs floor = dlf / floor. Seven short rounds rather than three long ones: on a shared virtual machine a run's steps can
+turn 20-50 % slower for a tenth of a second or more (every part of a step at once, the forward and backward passes as
+much as the Python around them; dlf's larger step more often than the bare loop's), and a round caught in such a
+stretch moves a median of three.
 
 The four final training losses must agree to a relative 1e-4 (float32; 2e-2 with --compile or bf16-mixed, whose
 kernels round differently): otherwise the benchmark compares different computations, says so and exits with 1.

@@ -82,8 +82,23 @@ def per_step(starts: list[float]) -> float:
     return statistics.median(gaps[SKIP:] if len(gaps) > 2 * SKIP else gaps)
 
 
+NVML_CHECK = "PYTORCH_NVML_BASED_CUDA_CHECK"  # `import lightning` sets it to "1"; a plain-PyTorch script has no such line
+
+
 def plain_side(name, cfg, steps, a) -> tuple[float, float]:
-    """The hand-written loop: for batch in loader: step. Returns (seconds per step, final loss)."""
+    """The hand-written loop: for batch in loader: step. Returns (seconds per step, final loss). It runs as in a script
+    that never imports Lightning: without the PYTORCH_NVML_BASED_CUDA_CHECK=1 that Lightning's import leaves in this
+    process (on a machine without NVIDIA's driver it makes every Adam or RMSprop step try to load libnvidia-ml first,
+    ~50 µs; the floor, a Lightning loop, keeps it; dlf's run drops it where the load would fail)."""
+    saved = os.environ.pop(NVML_CHECK, None)
+    try:
+        return _plain_loop(name, cfg, steps, a)
+    finally:
+        if saved is not None:
+            os.environ[NVML_CHECK] = saved
+
+
+def _plain_loop(name, cfg, steps, a) -> tuple[float, float]:
     from bench_workloads import Step, build
 
     dm, model, opt = build(cfg)

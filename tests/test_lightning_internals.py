@@ -4,7 +4,10 @@ the error names the attribute."""
 
 from __future__ import annotations
 
+import contextlib
 import csv
+import ctypes
+import os
 from pathlib import Path
 
 import lightning as L
@@ -390,3 +393,76 @@ def test_a_dropped_steps_value_is_forgotten_and_every_metric_dict_stays_the_same
     assert any(dropped) and not all(dropped)
     assert all((r is not False) if d else (r is False) for r, d in zip(forgot.reset_at, dropped, strict=True))
     assert any(r is False for r, d in zip(kept.reset_at, dropped) if d)  # Lightning alone keeps it between writes
+
+
+NVML = "libnvidia-ml.so.1"
+no_nvml = pytest.mark.skipif(not torch.backends.cuda.is_built() or internals.nvml_loads(),
+                             reason="NVIDIA's libnvidia-ml loads here (or torch has no CUDA): torch's NVML check answers")
+
+
+def test_lightning_still_sets_the_nvml_based_cuda_check():
+    """`import lightning` sets PYTORCH_NVML_BASED_CUDA_CHECK=1. If this fails, Lightning no longer does, and
+    internals.cuda_check_without_failing_nvml (and bench.py's plain side dropping it) can go."""
+    assert os.environ.get(internals.NVML_CHECK) == "1"
+
+
+@pytest.fixture
+def nvml_loads_tried(monkeypatch) -> list:
+    """Every ctypes.CDLL("libnvidia-ml.so.1") from now on, as a list of names (torch imports CDLL at each call)."""
+    tried, real = [], ctypes.CDLL
+
+    def spy(name, *args, **kwargs):
+        if name == NVML:
+            tried.append(name)
+        return real(name, *args, **kwargs)
+
+    monkeypatch.setattr(ctypes, "CDLL", spy)
+    return tried
+
+
+def _adam_steps(n: int) -> torch.Tensor:
+    torch.manual_seed(0)
+    net = torch.nn.Linear(2, 1)
+    opt = torch.optim.Adam(net.parameters(), lr=0.1)
+    for _ in range(n):
+        opt.zero_grad()
+        net(torch.ones(4, 2)).pow(2).mean().backward()
+        opt.step()
+    return net.weight.detach().clone()
+
+
+@no_nvml
+def test_without_nvml_each_adam_step_tries_it_under_lightnings_setting_and_not_in_the_context(nvml_loads_tried):
+    answer = torch.cuda.is_available()
+    before = _adam_steps(5)
+    assert len(nvml_loads_tried) >= 5  # torch, under Lightning's setting: a failed load at every step (what dlf removes)
+    nvml_loads_tried.clear()
+    with internals.cuda_check_without_failing_nvml():
+        assert internals.NVML_CHECK not in os.environ
+        assert torch.cuda.is_available() == answer  # the runtime's answer, which torch falls back to after NVML fails
+        after = _adam_steps(5)
+    assert len(nvml_loads_tried) == 1  # the context's own check, once
+    assert torch.equal(before, after)
+    assert os.environ[internals.NVML_CHECK] == "1"  # restored
+
+
+def test_the_nvml_context_changes_nothing_where_the_check_is_not_lightnings(monkeypatch):
+    monkeypatch.setenv(internals.NVML_CHECK, "0")  # a user's own choice (or a GPU machine, where NVML loads): kept
+    with internals.cuda_check_without_failing_nvml():
+        assert os.environ[internals.NVML_CHECK] == "0"
+    assert os.environ[internals.NVML_CHECK] == "0"
+
+
+@no_nvml
+def test_a_run_tries_nvml_only_before_training(make_cfg, tmp_path, monkeypatch, nvml_loads_tried):
+    """dlf.train.run trains inside the context: no failed load at its optimizer steps (3 training batches, 2 of
+    validation and test), against one a step or more with the context off."""
+    from dlf.train import run
+
+    cfg = make_cfg(["model=mlp_xor", "test=false"], tmp_path / "on")
+    run(cfg)
+    with_context = len(nvml_loads_tried)
+    nvml_loads_tried.clear()
+    monkeypatch.setattr(internals, "cuda_check_without_failing_nvml", contextlib.nullcontext)
+    run(make_cfg(["model=mlp_xor", "test=false"], tmp_path / "off"))
+    assert len(nvml_loads_tried) >= with_context + 3

@@ -6,12 +6,17 @@ position of a data loader), and, inside a LightningModule, whether a Trainer is 
 Each is one function below; its docstring says what it reads and why no public API serves. Four more change what
 Lightning does per batch without changing a result: empty batch hooks skipped, a ModelCheckpoint's inert batch hook
 dropped, a logged value's no-op device move skipped (skip_same_device_moves), and a per-step value forgotten once
-Lightning has written it (forget_written_value). A renamed attribute raises a DlfError that names it;
-tests/test_lightning_internals.py runs a small real Trainer and checks each value at the moment dlf reads it, so a
-Lightning upgrade that changes one fails there first.
+Lightning has written it (forget_written_value); and one undoes, for the length of a run, a setting Lightning's import
+makes that costs every optimizer step on a machine without an NVIDIA driver (cuda_check_without_failing_nvml). A
+renamed attribute raises a DlfError that names it; tests/test_lightning_internals.py runs a small real Trainer and
+checks each value at the moment dlf reads it, so a Lightning upgrade that changes one fails there first.
 """
 
 from __future__ import annotations
+
+import contextlib
+import ctypes
+import os
 
 import lightning as L
 import torch
@@ -204,3 +209,41 @@ def on_device(metric, device: torch.device) -> bool:
     """Whether every tensor a device move of this `_ResultMetric` would move is on `device` (False for a wrapper)."""
     tensors = result_tensors(metric)
     return tensors is not None and all(t.device == device for t in tensors)
+
+
+NVML_CHECK = "PYTORCH_NVML_BASED_CUDA_CHECK"  # set to "1" by `import lightning` (lightning/fabric/__init__.py)
+
+
+def nvml_loads() -> bool:
+    """Whether NVIDIA's management library (libnvidia-ml.so.1, installed with the driver) can be loaded here."""
+    try:
+        ctypes.CDLL("libnvidia-ml.so.1")
+    except OSError:
+        return False
+    return True
+
+
+@contextlib.contextmanager
+def cuda_check_without_failing_nvml():
+    """For the length of a run, on a machine without NVIDIA's driver: let torch ask the CUDA runtime whether a GPU is
+    there, as it does anyway after its NVML attempt fails, without the failed attempt at every optimizer step.
+
+    `import lightning` sets PYTORCH_NVML_BASED_CUDA_CHECK=1 so that `torch.cuda.is_available()` asks NVML instead of
+    initialising CUDA (which would poison forked data-loader workers). torch's Adam, RMSprop (and Adadelta, Adamax,
+    NAdam, RAdam, Rprop, ASGD) call `torch.accelerator.current_accelerator(check_available=True)` at every step.
+    Where libnvidia-ml.so.1 is missing (every CPU-only laptop and CI runner), each such call makes torch try to
+    dlopen it (a search of the library path, and a ctypes class built), catch the OSError and fall back to
+    `torch._C._cuda_getDeviceCount()`: ~50 µs a step for the same answer (measured alone; more inside a run), as much
+    as a small net's forward pass. There, unsetting the variable makes torch call that fallback directly: the answer
+    is the same at every call. Where the library loads (a GPU machine), or torch has no CUDA, or the variable is not
+    "1", nothing changes. The variable is restored when the run ends. tests/test_lightning_internals.py checks that
+    Lightning still sets it, that torch still tries NVML at every Adam step under it, and that the answer and the
+    training are the same without it."""
+    if os.environ.get(NVML_CHECK) != "1" or not torch.backends.cuda.is_built() or nvml_loads():
+        yield
+        return
+    del os.environ[NVML_CHECK]
+    try:
+        yield
+    finally:
+        os.environ.setdefault(NVML_CHECK, "1")

@@ -235,11 +235,11 @@ def cuda_check_without_failing_nvml():
     dlopen it (a search of the library path, and a ctypes class built), catch the OSError and fall back to
     `torch._C._cuda_getDeviceCount()`: ~50 µs a step for the same answer (measured alone; more inside a run), as much
     as a small net's forward pass. There, unsetting the variable makes torch call that fallback directly: the answer
-    is the same at every call. Where the library loads (a GPU machine), or torch has no CUDA, or the variable is not
-    "1", nothing changes. The variable is restored when the run ends. tests/test_lightning_internals.py checks that
-    Lightning still sets it, that torch still tries NVML at every Adam step under it, and that the answer and the
-    training are the same without it."""
-    if os.environ.get(NVML_CHECK) != "1" or not torch.backends.cuda.is_built() or nvml_loads():
+    is the same at every call. Where the library loads (a GPU machine), or torch has no CUDA or is a ROCm build
+    (which asks AMD's library instead), or the variable is not "1", nothing changes. The variable is restored when
+    the run ends. tests/test_lightning_internals.py checks that Lightning still sets it, that torch still tries NVML
+    at every Adam step under it, and that the answer and the training are the same without it."""
+    if os.environ.get(NVML_CHECK) != "1" or not torch.backends.cuda.is_built() or torch.version.hip or nvml_loads():
         yield
         return
     del os.environ[NVML_CHECK]

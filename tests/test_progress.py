@@ -3,6 +3,8 @@
 
 from __future__ import annotations
 
+import time
+
 import lightning as L
 import torch
 from lightning.pytorch.callbacks import RichProgressBar
@@ -100,3 +102,59 @@ def test_lightnings_refresh_thread_is_stopped():
     stops it when Lightning starts it (Lightning's own bar, beside it: the thread runs at every step)."""
     assert len(_bar_threads_while_training(RichProgressBar())) >= 16
     assert _bar_threads_while_training(ProgressBar()) == []
+
+
+class _Reading(_Tiny):
+    """Reads the bar's training row at each epoch's end (after the bar drew the epoch's last batch): its description
+    and what the speed column dlf's bar uses and Lightning's own would show."""
+
+    def __init__(self):
+        super().__init__()
+        self.rows: list[tuple[str, str, str]] = []
+
+    def on_train_epoch_end(self):
+        from lightning.pytorch.callbacks.progress.rich_progress import ProcessingSpeedColumn
+
+        bar = self.trainer.progress_bar_callback
+        task = next(t for t in bar.progress.tasks if t.id == bar.train_progress_bar_id)
+        ours = next(c for c in bar.progress.columns if isinstance(c, ProcessingSpeedColumn))
+        lightnings = ProcessingSpeedColumn(style=ours.style)
+        self.rows.append((task.description.strip(), ours.render(task).plain, lightnings.render(task).plain))
+
+
+def _read_rows(bar, **limits) -> list[tuple[str, str, str]]:
+    module = _Reading()
+    data = torch.utils.data.DataLoader(torch.utils.data.TensorDataset(torch.randn(10, 2)), batch_size=1)
+    trainer = L.Trainer(callbacks=[bar], logger=False, enable_checkpointing=False, enable_model_summary=False,
+                        accelerator="cpu", **limits)
+    trainer.fit(module, data)
+    return module.rows
+
+
+def test_the_training_speed_is_measured_across_epochs():
+    """Drawn at most once a ~11 days, the bar draws each epoch's last batch (and the run's first): Lightning's column
+    reads Rich's per-epoch estimate, which has one update an epoch after the first, and shows 0.00it/s; dlf's shows
+    the batches a second between its draws."""
+    rows = _read_rows(ProgressBar(max_hz=1e-6), max_epochs=4)
+    assert len(rows) == 4
+    for _, ours, lightnings in rows[1:]:
+        assert lightnings == "0.00it/s"
+        assert ours.endswith("it/s") and float(ours[:-4]) > 0
+
+
+def test_the_training_speed_is_training_batches_a_second():
+    bar = ProgressBar(max_hz=0)  # a draw at every batch
+    start = time.monotonic()
+    _read_rows(bar, max_epochs=3)
+    elapsed = time.monotonic() - start
+    assert bar._trained == 30
+    assert 29 / elapsed <= bar.train_speed()  # 29 batches between the first draw and the last, within the fit
+
+
+def test_a_run_not_bounded_in_epochs_shows_the_epoch_without_a_negative_last():
+    rows = _read_rows(ProgressBar(), max_epochs=-1, max_steps=25)  # the third epoch stops at its fifth step
+    assert [d for d, _, _ in rows] == ["Epoch 0", "Epoch 1", "Epoch 2"]
+    rows = _read_rows(RichProgressBar(), max_epochs=-1, max_steps=25)  # Lightning's (if this fails, it is fixed there)
+    assert [d for d, _, _ in rows] == ["Epoch 0/-2", "Epoch 1/-2", "Epoch 2/-2"]
+    rows = _read_rows(ProgressBar(), max_epochs=3)
+    assert [d for d, _, _ in rows] == ["Epoch 0/2", "Epoch 1/2", "Epoch 2/2"]  # Lightning's own description

@@ -18,6 +18,7 @@ SMOKE = [  # the first one also writes TensorBoard events; the others run withou
 ]
 
 
+@pytest.mark.filterwarnings("error:This figure includes Axes that are not compatible with tight_layout")
 @pytest.mark.parametrize("overrides", SMOKE, ids=lambda o: " ".join(o))
 def test_smoke(overrides, tmp_path, make_cfg):
     m = run(make_cfg(overrides, tmp_path))

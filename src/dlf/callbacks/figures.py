@@ -34,9 +34,11 @@ def tensorboard(trainer: L.Trainer):
 
 
 def render(fig, dpi: int = DPI) -> np.ndarray:
-    """The figure as an RGB image [H, W, 3] (uint8), laid out tight and drawn once."""
+    """The figure as an RGB image [H, W, 3] (uint8), laid out tight (unless it has a layout engine of its own, e.g.
+    constrained) and drawn once."""
     fig.set_dpi(dpi)
-    fig.tight_layout()
+    if fig.get_layout_engine() is None:
+        fig.tight_layout()
     fig.canvas.draw()
     return np.asarray(fig.canvas.buffer_rgba())[..., :3].copy()
 

@@ -100,7 +100,8 @@ class GateActivity(L.Callback):
             return
         x, _ = fixed_batch(trainer, self.batch_size)
         gates = gate_trace(pl_module.net, pl_module.inputs(x.to(pl_module.device))).float().cpu()  # [3, T, H]
-        fig, axes = plt.subplots(3, 1, figsize=(7, 6), sharex=True)
+        # constrained layout: one colour bar beside three axes, which tight_layout cannot place (it warned)
+        fig, axes = plt.subplots(3, 1, figsize=(7, 6), sharex=True, layout="constrained")
         for ax, g, name in zip(axes, gates, ("forget f_t", "input i_t", "output o_t")):
             im = ax.imshow(g.T.numpy(), aspect="auto", vmin=0, vmax=1, cmap="viridis", interpolation="nearest")
             ax.set_ylabel("unit")

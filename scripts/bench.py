@@ -43,20 +43,19 @@ sys.path.insert(0, str(HERE))  # bench_workloads (also the _target_ of the dlf s
 if not os.environ.get("PYTHONPATH"):  # PYTHONPATH=<another checkout>/src measures that dlf
     sys.path.insert(1, str(ROOT / "src"))
 
-import torch  # noqa: E402
-
 import bench_workloads  # noqa: E402
+import torch  # noqa: E402
 
 SKIP = 5  # first step intervals of a run left out of its median (allocations, first calls)
 
 
 def compose(name: str, steps: int, out: Path, a, side: str = "dlf") -> object:
     """dlf's config for the workload, as `python train.py <overrides>` composes it, sized to `steps` batches."""
+    from bench_workloads import WORKLOADS, steps_overrides
     from hydra import compose as hydra_compose
     from hydra import initialize_config_dir
     from omegaconf import open_dict
 
-    from bench_workloads import WORKLOADS, steps_overrides
     from dlf.train import CONFIG_DIR
 
     accel = "gpu" if a.device == "cuda" else "cpu"
@@ -130,7 +129,6 @@ def floor_side(name, cfg, steps, a, features: bool = False) -> tuple[float, floa
     Trainer with what dlf turns on, written the usual Lightning way (side "lightning"): `self.log` of the loss every
     step (prog_bar), TensorBoard writing every trainer.log_every_n_steps, a ModelCheckpoint, Lightning's progress bar."""
     import lightning as L
-
     from bench_workloads import Step, StepClock, build
 
     dm, model, opt = build(cfg)
@@ -178,6 +176,7 @@ def floor_side(name, cfg, steps, a, features: bool = False) -> tuple[float, floa
 def dlf_side(name, cfg, steps, a) -> tuple[float, float]:
     """dlf.train.run(cfg): the real path (start-up checks, callbacks, logger, checkpoints, guard), timed per step."""
     from bench_workloads import StepClock
+
     from dlf.train import run
 
     run(cfg)

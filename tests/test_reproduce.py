@@ -10,7 +10,6 @@ import subprocess
 import sys
 
 import pytest
-
 from cli_server import ROOT
 
 spec = importlib.util.spec_from_file_location("reproduce", ROOT / "scripts" / "reproduce.py")

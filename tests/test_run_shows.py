@@ -9,6 +9,7 @@ import lightning as L
 import pytest
 import torch
 from hydra.utils import instantiate
+
 from dlf.speed import model_config
 
 

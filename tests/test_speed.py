@@ -3,6 +3,8 @@ errors where a family cannot take them are in the bad-input catalogue (compile-s
 
 from __future__ import annotations
 
+import functools
+
 import pytest
 from cli_server import shared_server
 from omegaconf import OmegaConf
@@ -81,8 +83,8 @@ def test_guard_finds_a_bad_weight_when_it_checks_and_passes_huge_ones(kernels, m
         guard.on_train_batch_end(trainer(every + 1), net, ok, None, 0)  # a step between weight checks
         for when in ("every", "ddp", "save"):
             t = trainer(2 * every) if when == "every" else trainer(every + 1, world_size=2 if when == "ddp" else 1)
-            check = (lambda: guard.on_save_checkpoint(t, net, {})) if when == "save" else (
-                lambda: guard.on_train_batch_end(t, net, ok, None, 0))
+            check = functools.partial(guard.on_save_checkpoint, t, net, {}) if when == "save" else (
+                functools.partial(guard.on_train_batch_end, t, net, ok, None, 0))
             if bad:
                 with pytest.raises(Diverged, match=f"at step {t.global_step}: weight weight is no longer finite"):
                     check()

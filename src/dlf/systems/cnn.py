@@ -7,7 +7,6 @@ validation (and test) epoch that dlf.callbacks.cnn draws.
 from __future__ import annotations
 
 import functools
-
 from collections.abc import Callable
 
 import torch

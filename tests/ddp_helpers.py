@@ -70,3 +70,23 @@ class KillGroupAt(L.Callback):
     def on_train_batch_start(self, trainer, pl_module, batch, batch_idx):
         if trainer.global_step == self.step and trainer.is_global_zero:
             os.killpg(os.getpgid(0), signal.SIGKILL)
+
+
+class RecordNoise(L.Callback):
+    """Before each training batch (after dlf's RankNoise has seeded it), a digest of this rank's torch generator state:
+    the state the step's noise (a GAN's z, dropout masks) is drawn from. Reads the state, draws nothing. Rank 0 writes
+    <run dir>/noise.json: {"0": [digest per batch], "1": [...], ...}."""
+
+    def __init__(self):
+        self.digests: list[str] = []
+
+    def on_train_batch_start(self, trainer, pl_module, batch, batch_idx):
+        import hashlib
+
+        self.digests.append(hashlib.sha1(torch.get_rng_state().numpy().tobytes()).hexdigest()[:16])
+
+    def on_train_end(self, trainer, pl_module):
+        parts = [None] * trainer.world_size
+        torch.distributed.all_gather_object(parts, self.digests)
+        if trainer.is_global_zero:
+            (Path(trainer.default_root_dir) / "noise.json").write_text(json.dumps(dict(enumerate(parts))))

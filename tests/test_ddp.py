@@ -81,6 +81,46 @@ def _cfg(overrides):
         return compose("train", overrides=overrides)
 
 
+def _draws(seed: int, rank: int, epoch: int, batch_idx: int) -> tuple:
+    """What a training step on `rank` draws after RankNoise's hook: torch, NumPy and Python numbers."""
+    import random
+    from types import SimpleNamespace
+
+    import numpy as np
+
+    from dlf.callbacks.rank_noise import RankNoise
+
+    trainer = SimpleNamespace(global_rank=rank, current_epoch=epoch)
+    RankNoise(seed).on_train_batch_start(trainer, None, None, batch_idx)
+    return torch.randn(3).tolist(), float(np.random.rand()), random.random()
+
+
+def test_rank_noise_gives_each_rank_epoch_and_batch_its_own_reproducible_draws():
+    from dlf.callbacks.resilience import rng_state, set_rng_state
+
+    saved = rng_state()
+    try:
+        first = _draws(42, 0, 0, 0)
+        assert _draws(42, 0, 0, 0) == first  # a function of the four numbers only: a resumed batch draws the same
+        others = [_draws(42, 1, 0, 0), _draws(42, 0, 1, 0), _draws(42, 0, 0, 1), _draws(43, 0, 0, 0)]
+        for other in others:
+            assert all(a != b for a, b in zip(first, other))  # torch, NumPy and Python all reseeded
+        assert _draws(42, 1, 0, 0) != _draws(43, 0, 0, 0)  # not seed + rank: rank 1 of 42 is not rank 0 of 43
+        assert _draws(-1, 0, 0, 0) == _draws(2**63 - 1, 0, 0, 0)  # a negative seed is taken modulo 2^63
+    finally:
+        set_rng_state(saved)
+
+
+def test_one_process_keeps_its_own_stream(make_cfg, tmp_path, fitted_trainers):
+    """RankNoise is added to DDP runs only: a single process draws from seed_everything's stream, as before."""
+    from dlf.callbacks.rank_noise import RankNoise
+    from dlf.train import run
+
+    run(make_cfg(["model=mlp_xor", "test=false"], tmp_path))
+    (trainer,) = fitted_trainers
+    assert not any(isinstance(c, RankNoise) for c in trainer.callbacks)
+
+
 def test_ddp_keys_and_configs_are_known():
     """trainer.strategy / num_nodes / sync_batchnorm were `unknown option` before; trainer=ddp(_cpu) were unknown."""
     cfg = _cfg(["trainer.strategy=ddp", "trainer.devices=2", "trainer.accelerator=cpu", "trainer.num_nodes=1",
@@ -219,13 +259,25 @@ def test_two_processes_of_batch_b_equal_one_of_2b(model, batch, tmp_path):
     assert abs(a - c) > 10 * EQUIV_TOL, (a, c)  # the tolerance is far tighter than a real difference in training
 
 
+# model: (its overrides, the step at which every process is killed, the last checkpoint's step, the final step). The
+# GAN counts two optimizer steps a batch (D and G) and draws its noise z at every step: its resume is exact only if
+# every rank draws, after the resume, what it drew in the run left alone (dlf.callbacks.rank_noise).
+KILLED = {
+    "mlp": (["model=mlp"], 10, 8, 14),
+    "gan": (["model=gan"], 22, 20, 28),
+}
+
+
 @pytest.mark.slow
-def test_killed_process_group_resumes_bit_identically(tmp_path):
+@pytest.mark.parametrize("model", list(KILLED))
+def test_killed_process_group_resumes_bit_identically(model, tmp_path):
     """kill -9 of every process (launcher and both ranks) mid-epoch, then ckpt_path=last: the same final weights,
-    optimizer state and test line as an uninterrupted ddp_cpu run."""
+    optimizer state and test line as an uninterrupted ddp_cpu run. The GAN's ranks draw different noise at every
+    batch (and every batch its own)."""
     from test_resume import assert_same
 
-    args = ["model=mlp", "trainer=ddp_cpu", "trainer.max_epochs=2", "trainer.limit_train_batches=7",
+    overrides, kill_at, saved_at, final = KILLED[model]
+    args = [*overrides, "trainer=ddp_cpu", "trainer.max_epochs=2", "trainer.limit_train_batches=7",
             "trainer.limit_val_batches=1", "trainer.limit_test_batches=1", "trainer.deterministic=true",
             "logger=csv", "callbacks.step_checkpoint.every_n_train_steps=4", "callbacks.model_summary=null",
             "trainer.enable_progress_bar=false", f"paths.data_dir={DATA_CACHE}"]
@@ -235,18 +287,23 @@ def test_killed_process_group_resumes_bit_identically(tmp_path):
         return subprocess.run([sys.executable, str(ROOT / "train.py"), *args, *extra], cwd=cwd, env=cli_env(cwd),
                               capture_output=True, text=True, timeout=DDP_TIMEOUT, start_new_session=True)
 
-    base = go([], tmp_path / "base")
+    base = go(["+callbacks.noise._target_=ddp_helpers.RecordNoise"], tmp_path / "base")
     (brun,) = _runs(tmp_path / "base")
     assert base.returncode == 0, base.stderr[-3000:]
-    killed = go(["+callbacks.kill._target_=ddp_helpers.KillGroupAt", "+callbacks.kill.step=10"], tmp_path / "res")
+    noise = json.loads((brun / "noise.json").read_text())
+    assert len(noise["0"]) == len(noise["1"]) == 14
+    assert all(a != b for a, b in zip(noise["0"], noise["1"])), noise  # the ranks' streams differ at every batch
+    assert len(set(noise["0"] + noise["1"])) == 28  # and no batch repeats another's
+    killed = go(["+callbacks.kill._target_=ddp_helpers.KillGroupAt", f"+callbacks.kill.step={kill_at}"],
+                tmp_path / "res")
     assert killed.returncode == -signal.SIGKILL, (killed.returncode, killed.stderr[-2000:])
     (run,) = _runs(tmp_path / "res")
-    assert torch.load(run / "checkpoints" / "last.ckpt", weights_only=True)["global_step"] == 8
+    assert torch.load(run / "checkpoints" / "last.ckpt", weights_only=True)["global_step"] == saved_at
     resumed = go(["ckpt_path=last"], tmp_path / "res")
     assert _check_one_run(resumed, tmp_path / "res") == run
     want = torch.load(brun / "checkpoints" / "last.ckpt", weights_only=True)
     got = torch.load(run / "checkpoints" / "last.ckpt", weights_only=True)
-    assert got["global_step"] == want["global_step"] == 14
+    assert got["global_step"] == want["global_step"] == final
     assert_same(want["state_dict"], got["state_dict"], "state_dict")
     assert_same(want["optimizer_states"], got["optimizer_states"], "optimizer_states")
     line = re.compile(r"^Test: .*$", re.M)

@@ -112,6 +112,10 @@ def run(cfg: DictConfig, outcome: dict | None = None, prepared: dict | None = No
     guard = RunGuard(meta={"model": OmegaConf.to_container(cfg.model, resolve=False), "task_name": cfg.task_name,
                            "data": facts.name, "run_dir": str(cfg.paths.output_dir)})
     callbacks = [guard, *_instantiate_all(cfg.get("callbacks"))]
+    if distributed.is_ddp(cfg.trainer):  # [ddp] each rank its own noise (z, shifts, dropout) at each step
+        from dlf.callbacks.rank_noise import RankNoise
+
+        callbacks.insert(1, RankNoise(cfg.seed))
     if not cfg.trainer.get("enable_progress_bar", True):  # Lightning refuses a progress bar callback when it is off
         callbacks = [c for c in callbacks if not isinstance(c, L.pytorch.callbacks.ProgressBar)]
     loggers = _instantiate_all(cfg.get("logger"))

@@ -148,6 +148,24 @@ def test_flags_and_overrides_as_in_a_bare_hydra_app(args, same_output, monkeypat
         assert out == bare_out
 
 
+def test_help_says_what_dlf_is_and_how_to_run_and_sweep(monkeypatch, capsys, tmp_path):
+    """--help: dlf's header (the command, a sweep), every option of the groups a user picks, the composed config, and
+    the footer saying that `schema` is not an option to pick."""
+    from dlf.cli import cli
+
+    monkeypatch.chdir(tmp_path)
+    code, out = _call(cli, ["--help", "model=lstm"], monkeypatch, capsys)
+    assert code == 0
+    lines = out.splitlines()
+    assert lines[0] == "dlf, the deep-learning foundations model zoo" and "is powered by Hydra" not in out
+    assert any(ln.startswith("python train.py -m ") and "seed=1,2,3" in ln for ln in lines[:4])
+    assert "model: cnn, cnn1d, dcgan, gan, lstm, mlp, mlp_xor, rnn" in lines
+    assert "optimizer: adagrad, adam, momentum, rmsprop, sgd" in lines
+    assert "  _target_: dlf.systems.sequence.SequenceSystem" in lines  # the config composed with model=lstm
+    (foot,) = [i for i, ln in enumerate(lines) if ln.startswith("`schema` holds the typed checks")]
+    assert foot > lines.index("== Config ==") and "--hydra-help" in lines[foot + 1]
+
+
 # sweeps that run (cheap: debug=fast on XOR); the jobs' overrides must be the ones the bare app gets
 SWEEPS = [
     ["optimizer=glob(ada*)", "optimizer.lr=sort(0.3,0.1)", "seed=range(1,2)"],

@@ -142,6 +142,50 @@ def test_the_training_speed_is_measured_across_epochs():
         assert ours.endswith("it/s") and float(ours[:-4]) > 0
 
 
+class _ReadingStages(_Tiny):
+    """What the speed column shows for the validation and test rows once their one batch is drawn: dlf's, Lightning's."""
+
+    def __init__(self):
+        super().__init__()
+        self.rows: dict[str, tuple[str, str]] = {}
+
+    def validation_step(self, batch, batch_idx):
+        time.sleep(0.02)  # a batch of ~20 ms: at most 50 batches a second
+
+    def test_step(self, batch, batch_idx):
+        time.sleep(0.02)
+
+    def _read(self, stage: str, task_id) -> None:
+        from lightning.pytorch.callbacks.progress.rich_progress import ProcessingSpeedColumn
+
+        bar = self.trainer.progress_bar_callback
+        task = next(t for t in bar.progress.tasks if t.id == task_id)
+        ours = next(c for c in bar.progress.columns if isinstance(c, ProcessingSpeedColumn))
+        self.rows[stage] = (ours.render(task).plain, ProcessingSpeedColumn(style=ours.style).render(task).plain)
+
+    def on_validation_epoch_end(self):
+        if not self.trainer.sanity_checking:
+            self._read("val", self.trainer.progress_bar_callback.val_progress_bar_id)
+
+    def on_test_epoch_end(self):
+        self._read("test", self.trainer.progress_bar_callback.test_progress_bar_id)
+
+
+def test_a_one_batch_stage_shows_its_speed_not_zero():
+    """Rich estimates a speed from two updates or more, so Lightning's column shows 0.00it/s for a one-batch validation
+    or test stage; dlf's shows the one batch over the stage's time (under 50 batches a second: each takes 20 ms)."""
+    module = _ReadingStages()
+    one = torch.utils.data.DataLoader(torch.utils.data.TensorDataset(torch.randn(1, 2)), batch_size=1)
+    trainer = L.Trainer(max_epochs=1, callbacks=[ProgressBar()], logger=False, enable_checkpointing=False,
+                        enable_model_summary=False, accelerator="cpu", num_sanity_val_steps=0)
+    trainer.fit(module, one, one)
+    trainer.test(module, one, verbose=False)
+    for stage in ("val", "test"):
+        ours, lightnings = module.rows[stage]
+        assert lightnings == "0.00it/s"
+        assert ours.endswith("it/s") and 0 < float(ours[:-4]) <= 50, (stage, ours)
+
+
 class _Timed(_Tiny):
     """The time at the start and at the end of every training batch (the module's hooks run after the callbacks')."""
 

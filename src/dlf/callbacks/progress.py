@@ -124,7 +124,9 @@ def stop_refresh_thread(progress) -> None:
 
 
 class RunSpeedColumn(ProcessingSpeedColumn):
-    """Lightning's "<n>it/s" column; for the training task, the bar's speed across epochs (ProgressBar.train_speed)."""
+    """Lightning's "<n>it/s" column; for the training task, the bar's speed across epochs (ProgressBar.train_speed).
+    A finished stage that Rich has no estimate for (one batch: Rich needs two updates; Lightning shows 0.00it/s) shows
+    its batches over the time it took, and a stage with no estimate yet shows ?it/s, as tqdm does."""
 
     def __init__(self, bar: ProgressBar, style):
         super().__init__(style)
@@ -133,5 +135,7 @@ class RunSpeedColumn(ProcessingSpeedColumn):
     def render(self, task) -> Text:
         speed = self.bar.train_speed() if task.id == self.bar.train_progress_bar_id else None
         if speed is None:
-            return super().render(task)
-        return Text(f"{speed:>.2f}it/s", style=self.style)
+            speed = task.speed
+        if speed is None and task.finished_time:  # Rich sets it when completed reaches total: the stage's own time
+            speed = task.completed / task.finished_time
+        return Text("?it/s" if speed is None else f"{speed:>.2f}it/s", style=self.style)

@@ -129,6 +129,10 @@ def _call(main, args: list[str], monkeypatch, capsys) -> tuple[int, str]:
         main()
     except SystemExit as e:
         code = e.code if isinstance(e.code, int) else (0 if e.code is None else 1)
+    finally:  # Hydra left root at INFO with a handler on this test's captured stderr, which pytest closes: an INFO
+        root = logging.getLogger()  # line logged at exit (torch's fake-tensor statistics) would meet a closed file
+        root.handlers.clear()
+        root.setLevel(logging.WARNING)
     return code, capsys.readouterr().out
 
 

@@ -272,8 +272,8 @@ KILLED = {
 @pytest.mark.parametrize("model", list(KILLED))
 def test_killed_process_group_resumes_bit_identically(model, tmp_path):
     """kill -9 of every process (launcher and both ranks) mid-epoch, then ckpt_path=last: the same final weights,
-    optimizer state and test line as an uninterrupted ddp_cpu run. The GAN's ranks draw different noise at every
-    batch (and every batch its own)."""
+    optimizer state and test line as an uninterrupted ddp_cpu run. The two ranks' generators differ at every batch
+    (and every batch has its own): the GAN's z is drawn from them."""
     from test_resume import assert_same
 
     overrides, kill_at, saved_at, final = KILLED[model]

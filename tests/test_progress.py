@@ -104,22 +104,26 @@ def test_lightnings_refresh_thread_is_stopped():
     assert _bar_threads_while_training(ProgressBar()) == []
 
 
+def _row(bar, task_id) -> tuple[str, str, str]:
+    """One row of the bar: its description, what the speed column dlf's bar uses shows, what Lightning's would."""
+    from lightning.pytorch.callbacks.progress.rich_progress import ProcessingSpeedColumn
+
+    task = next(t for t in bar.progress.tasks if t.id == task_id)
+    ours = next(c for c in bar.progress.columns if isinstance(c, ProcessingSpeedColumn))
+    lightnings = ProcessingSpeedColumn(style=ours.style)
+    return task.description.strip(), ours.render(task).plain, lightnings.render(task).plain
+
+
 class _Reading(_Tiny):
-    """Reads the bar's training row at each epoch's end (after the bar drew the epoch's last batch): its description
-    and what the speed column dlf's bar uses and Lightning's own would show."""
+    """Reads the bar's training row at each epoch's end (after the bar drew the epoch's last batch)."""
 
     def __init__(self):
         super().__init__()
         self.rows: list[tuple[str, str, str]] = []
 
     def on_train_epoch_end(self):
-        from lightning.pytorch.callbacks.progress.rich_progress import ProcessingSpeedColumn
-
         bar = self.trainer.progress_bar_callback
-        task = next(t for t in bar.progress.tasks if t.id == bar.train_progress_bar_id)
-        ours = next(c for c in bar.progress.columns if isinstance(c, ProcessingSpeedColumn))
-        lightnings = ProcessingSpeedColumn(style=ours.style)
-        self.rows.append((task.description.strip(), ours.render(task).plain, lightnings.render(task).plain))
+        self.rows.append(_row(bar, bar.train_progress_bar_id))
 
 
 def _read_rows(bar, **limits) -> list[tuple[str, str, str]]:
@@ -155,20 +159,14 @@ class _ReadingStages(_Tiny):
     def test_step(self, batch, batch_idx):
         time.sleep(0.02)
 
-    def _read(self, stage: str, task_id) -> None:
-        from lightning.pytorch.callbacks.progress.rich_progress import ProcessingSpeedColumn
-
-        bar = self.trainer.progress_bar_callback
-        task = next(t for t in bar.progress.tasks if t.id == task_id)
-        ours = next(c for c in bar.progress.columns if isinstance(c, ProcessingSpeedColumn))
-        self.rows[stage] = (ours.render(task).plain, ProcessingSpeedColumn(style=ours.style).render(task).plain)
-
     def on_validation_epoch_end(self):
         if not self.trainer.sanity_checking:
-            self._read("val", self.trainer.progress_bar_callback.val_progress_bar_id)
+            bar = self.trainer.progress_bar_callback
+            self.rows["val"] = _row(bar, bar.val_progress_bar_id)[1:]
 
     def on_test_epoch_end(self):
-        self._read("test", self.trainer.progress_bar_callback.test_progress_bar_id)
+        bar = self.trainer.progress_bar_callback
+        self.rows["test"] = _row(bar, bar.test_progress_bar_id)[1:]
 
 
 def test_a_one_batch_stage_shows_its_speed_not_zero():

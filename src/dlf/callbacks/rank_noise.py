@@ -37,11 +37,11 @@ def seed_all(s: int) -> None:
 
 
 class RankNoise(L.Callback):
-    """Seeds every generator from (seed, rank, epoch, batch) before each training batch. `seed`: the run's seed, as
-    `seed_everything` set it (torch.initial_seed() when left to the default)."""
+    """Seeds every generator from (seed, rank, epoch, batch) before each training batch. `seed`: the run's seed (the
+    config's `seed`, which `seed_everything` also got), taken modulo 2^63 (SeedSequence takes no negative number)."""
 
-    def __init__(self, seed: int | None = None):
-        self.seed = torch.initial_seed() if seed is None else int(seed) % 2**63
+    def __init__(self, seed: int):
+        self.seed = int(seed) % 2**63
 
     def on_train_batch_start(self, trainer, pl_module, batch, batch_idx):
         seed_all(batch_seed(self.seed, trainer.global_rank, trainer.current_epoch, batch_idx))

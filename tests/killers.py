@@ -174,3 +174,32 @@ class KillGroupAt(KillAt):
         if self.marker:
             open(self.marker, "w").close()
         os.killpg(os.getpgid(0), self.sig)
+
+
+class SpoilJobs(L.Callback):
+    """In a multirun, spoil chosen jobs by number (Hydra's job.num): `diverge` jobs get NaN weights after their first
+    batch (dlf's guard then reports "diverged"), `fail` jobs raise at their first step, `blind` jobs never validate
+    (limit_val_batches=0); every other job trains as asked."""
+
+    def __init__(self, diverge=(), fail=(), blind=()):
+        self.diverge, self.fail, self.blind = ({int(j) for j in js} for js in (diverge, fail, blind))
+
+    @staticmethod
+    def _job() -> int:
+        from hydra.core.hydra_config import HydraConfig
+
+        return int(HydraConfig.get().job.num)
+
+    def setup(self, trainer, pl_module, stage):
+        if stage == "fit" and self._job() in self.blind:
+            trainer.limit_val_batches = 0
+            trainer.num_sanity_val_steps = 0
+
+    def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx):
+        if batch_idx == 0 and self._job() in self.diverge:  # the next batch's loss is NaN (every family, the GAN too)
+            for p in pl_module.parameters():
+                p.data.fill_(float("nan"))
+
+    def on_train_batch_start(self, trainer, pl_module, batch, batch_idx):
+        if self._job() in self.fail:
+            raise RuntimeError(f"job {self._job()} spoiled on purpose (tests/killers.py SpoilJobs)")

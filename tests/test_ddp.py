@@ -20,7 +20,7 @@ from cli_server import DATA_CACHE, ROOT, cli_env, run_train, shared_server
 from dlf.data.base import TensorLoader
 from dlf.errors import DlfError
 
-TINY = ["trainer.max_epochs=1", "trainer.limit_train_batches=3", "trainer.enable_progress_bar=false",
+TINY = ["trainer.max_epochs=1", "trainer.limit_train_batches=3",
         "callbacks.model_summary=null", f"paths.data_dir={DATA_CACHE}"]
 DDP_TIMEOUT = 900  # seconds a whole DDP command may take on this shared 2-core machine (it usually needs 30-90 s)
 
@@ -224,7 +224,7 @@ def _equivalence_args(model: str, world: int, batch: int) -> list[str]:
     return [f"model={model}", *trainer, f"data.batch_size={batch}", "trainer.max_epochs=1",
             "trainer.limit_train_batches=20", "trainer.limit_val_batches=1", "trainer.deterministic=true",
             "logger=none", "callbacks.model_summary=null",
-            "trainer.enable_progress_bar=false", f"paths.data_dir={DATA_CACHE}", *extra]
+            f"paths.data_dir={DATA_CACHE}", *extra]
 
 
 def _test_loss(stdout: str) -> float:
@@ -280,7 +280,7 @@ def test_killed_process_group_resumes_bit_identically(model, tmp_path):
     args = [*overrides, "trainer=ddp_cpu", "trainer.max_epochs=2", "trainer.limit_train_batches=7",
             "trainer.limit_val_batches=1", "trainer.limit_test_batches=1", "trainer.deterministic=true",
             "logger=csv", "callbacks.step_checkpoint.every_n_train_steps=4", "callbacks.model_summary=null",
-            "trainer.enable_progress_bar=false", f"paths.data_dir={DATA_CACHE}"]
+            f"paths.data_dir={DATA_CACHE}"]
 
     def go(extra, cwd):
         cwd.mkdir(exist_ok=True)

@@ -55,6 +55,9 @@ def test_wheel_installs_and_trains_from_any_folder(tmp_path):
     where = subprocess.check_output([str(py), "-c", "import dlf.train; print(dlf.train.CONFIG_DIR)"], cwd=elsewhere,
                                     env=_plain_env(), text=True).strip()
     assert where.startswith(str(own)), where  # the installed dlf and its configs, not the clone's
+    plugin = subprocess.check_output([str(py), "-c", "import hydra_plugins.dlf_optuna_sweeper as m; print(m.__file__)"],
+                                     cwd=elsewhere, env=_plain_env(), text=True).strip()
+    assert plugin.startswith(str(own)), plugin  # dlf's Optuna sweeper ships in the wheel (Hydra's plugin package)
     r = subprocess.run([str(venv / "bin" / "dlf-train"), "debug=fast", "trainer=cpu", "hydra.run.dir=run"],
                        cwd=elsewhere, env=_plain_env(), capture_output=True, text=True, timeout=600)
     assert r.returncode == 0, r.stderr[-3000:]

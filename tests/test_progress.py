@@ -218,3 +218,25 @@ def test_a_run_not_bounded_in_epochs_shows_the_epoch_without_a_negative_last():
     assert [d for d, _, _ in rows] == ["Epoch 0/-2", "Epoch 1/-2", "Epoch 2/-2"]
     rows = _read_rows(ProgressBar(), max_epochs=3)
     assert [d for d, _, _ in rows] == ["Epoch 0/2", "Epoch 1/2", "Epoch 2/2"]  # Lightning's own description
+
+
+class _TinyEval(_Tiny):
+    def validation_step(self, batch, batch_idx):
+        self.log("val/loss", self.w(batch[0]).pow(2).mean())
+
+    def test_step(self, batch, batch_idx):
+        self.log("test/loss", self.w(batch[0]).pow(2).mean())
+
+
+def test_a_bar_that_is_off_does_nothing_in_its_hooks():
+    """Under DDP every rank but 0 has its bar off (Lightning's `is_disabled`). Such a bar never counts its stages, so
+    Lightning's `total_val_batches_current_dataloader` asserts there; dlf's hooks read it only when the bar is on.
+    (On 2862a7e this killed rank 1 of `python train.py model=cnn trainer=ddp_cpu` at its first validation batch.)"""
+    bar = ProgressBar()
+    bar.disable()  # what Lightning's `is_global_zero` check does on a rank > 0
+    data = torch.utils.data.DataLoader(torch.utils.data.TensorDataset(torch.randn(6, 2)), batch_size=2)
+    trainer = L.Trainer(max_epochs=2, callbacks=[bar], logger=False, enable_checkpointing=False,
+                        enable_model_summary=False, accelerator="cpu")
+    trainer.fit(_TinyEval(), data, data)
+    trainer.test(_TinyEval(), data, verbose=False)
+    assert bar.is_disabled and trainer.global_step == 6

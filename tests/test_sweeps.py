@@ -11,6 +11,7 @@ import subprocess
 import sys
 
 import pytest
+from cli_server import DATA_CACHE, shared_server
 from hydra import compose, initialize_config_dir
 
 from dlf.sweep import MAX_NAME, job_dir_name, threads_per_job
@@ -192,6 +193,82 @@ def test_optuna_search_runs_end_to_end_and_reports_the_best_trial(tmp_path, run_
     assert len(bests) == 3 and best.best_value == pytest.approx(min(b for b in bests if b is not None))
     assert all("optimizer.lr=" in d.name and "hparams_search" not in d.name for d in sweep.glob("[0-9]*"))
     assert len(_rows(sweep)) == 3
+
+
+# Each search config with a budget that still validates (Optuna needs every trial's monitored value).
+SEARCH_BUDGETS = {
+    "mlp_xor_optuna": FAST,
+    "lstm_optuna": ["trainer.max_epochs=1", "trainer.limit_train_batches=2", "trainer.limit_val_batches=1",
+                    "trainer.limit_test_batches=1", "model.net.hidden_size=8", f"paths.data_dir={DATA_CACHE}"],
+    "cnn_optuna": ["trainer.max_epochs=1", "trainer.limit_train_batches=2", "trainer.limit_val_batches=1",
+                   "trainer.limit_test_batches=1", "callbacks.cnn_figures=null"],
+    "gan_optuna": ["trainer.max_epochs=1", "trainer.limit_train_batches=2", "trainer.limit_val_batches=1",
+                   "trainer.limit_test_batches=1", "model.n_eval=200"],
+}
+SPOIL = ["+callbacks.spoil._target_=killers.SpoilJobs", "+callbacks.spoil.diverge=[0]", "+callbacks.spoil.fail=[1]",
+         "+callbacks.spoil.blind=[2]"]
+
+
+@pytest.mark.parametrize("name", list(SEARCH_BUDGETS))
+def test_a_search_goes_on_past_trials_that_diverge_fail_or_never_validate(name, tmp_path):
+    """Jobs 0-2 of a 4-trial search diverge, raise and never validate; job 3 trains. Every trial runs; the plugin tells
+    Optuna each of the three FAIL (its "Failed experiment" line follows that call); the best parameters and value are
+    job 3's; the summary has four rows; the sweep exits 1 with its one line. (On 2862a7e the first NaN ended the
+    search: "Values were told. Values cannot be specified when state is TrialState.PRUNED or TrialState.FAIL.")"""
+    pytest.importorskip("hydra_plugins.hydra_optuna_sweeper")
+    from omegaconf import OmegaConf
+
+    task = name.replace("_optuna", "")
+    r = shared_server().run(["-m", f"hparams_search={name}", "hydra.sweeper.n_trials=4", *SEARCH_BUDGETS[name], *SPOIL],
+                            cwd=tmp_path)
+    out = r.stdout + r.stderr
+    assert r.returncode == 1, out[-3000:]
+    assert r.stderr.strip().splitlines()[-1].startswith("dlf: error: 3 of 4 jobs of the sweep failed, e.g. job 0 ")
+    assert "Traceback" not in out and "Values were told" not in out
+    for job, status in ((0, "diverged"), (1, "failed"), (2, "failed")):
+        assert f"Failed experiment: job {job} {status}: " in out, out[-3000:]
+    assert "spoiled on purpose" in out and "was never logged" in out
+    sweep = _sweep_dir(tmp_path, task)
+    results = {d.name.split("_", 1)[0]: json.loads((d / "result.json").read_text()) for d in sweep.glob("[0-9]*")}
+    assert {k: v["status"] for k, v in results.items()} == {"0": "diverged", "1": "failed", "2": "failed", "3": "ok"}
+    best = OmegaConf.load(sweep / "optimization_results.yaml")
+    assert best.best_value == pytest.approx(results["3"]["best"])
+    assert {f"{k}={v}" for k, v in best.best_params.items()} <= set(results["3"]["overrides"])
+    assert "Best parameters" in out and len(_rows(sweep)) == 4 and (sweep / "sweep.md").is_file()
+
+
+def test_a_search_whose_every_trial_fails_still_ends_with_its_summary_and_line(tmp_path):
+    """The issue's command: both trials diverge; no best parameters (one line says so), the summary, exit 1."""
+    pytest.importorskip("hydra_plugins.hydra_optuna_sweeper")
+    r = shared_server().run(["-m", "hydra/sweeper=optuna", "model=mlp", "optimizer=sgd", "optimizer.lr=choice(1e12)",
+                             "hydra.sweeper.n_trials=2", "trainer.max_epochs=2"], cwd=tmp_path)
+    out = r.stdout + r.stderr
+    assert r.returncode == 1, out[-3000:]
+    assert r.stderr.strip().splitlines()[-1].startswith("dlf: error: 2 of 2 jobs of the sweep failed")
+    assert "Traceback" not in out and "no trial of the search returned a value" in out
+    sweep = _sweep_dir(tmp_path, "mlp")
+    assert [row["status"] for row in _rows(sweep)] == ["diverged", "diverged"]
+    assert not (sweep / "optimization_results.yaml").exists()
+
+
+def test_plain_optuna_sweeper_follows_the_monitor_mode(tmp_path):
+    """`hydra/sweeper=optuna` without a search config: model=mlp monitors val/acc (max), so Optuna maximizes; the
+    command line still decides where it says so."""
+    from hydra.core.override_parser.overrides_parser import OverridesParser  # noqa: F401 - Hydra is importable
+    from omegaconf import OmegaConf
+
+    from dlf.sweep import use_dlf_optuna
+
+    pytest.importorskip("hydra_plugins.hydra_optuna_sweeper")
+    for extra, direction, rate in (([], "maximize", 1.0),
+                                   (["hydra.sweeper.direction=minimize", "hydra.sweeper.max_failure_rate=0.5"],
+                                    "minimize", 0.5)):
+        with initialize_config_dir(str(CONFIG_DIR), version_base="1.3"):
+            cfg = compose("train", overrides=["hydra/sweeper=optuna", "model=mlp", *extra], return_hydra_config=True)
+        OmegaConf.set_struct(cfg, True)
+        use_dlf_optuna(cfg)
+        assert cfg.hydra.sweeper._target_ == "hydra_plugins.dlf_optuna_sweeper.OptunaSweeper"
+        assert str(cfg.hydra.sweeper.direction).endswith(direction) and cfg.hydra.sweeper.max_failure_rate == rate
 
 
 def test_joblib_launcher_runs_jobs_in_parallel_with_a_share_of_the_cores(tmp_path, run_cli):

@@ -6,6 +6,8 @@
   `cores // n_jobs` threads when the joblib launcher runs n jobs at once (else n jobs x all cores oversubscribe the
   machine); at the end of every multirun it writes sweep.csv, sweep.md and sweep.png into the sweep dir (dlf.compare)
   and prints their paths.
+* `use_dlf_optuna`: `hydra/sweeper=optuna` runs as hydra_plugins.dlf_optuna_sweeper.OptunaSweeper, where a failed trial is
+  Optuna's FAIL and the search goes on (SweepSummary.on_multirun_start, before Hydra makes the sweeper).
 * `continue_job`: `ckpt_path=last` in a multirun means each job's own `<job dir>/checkpoints/last.ckpt`, so
   `python train.py -m <same overrides> hydra.sweep.dir=<dir> ckpt_path=last` continues a killed sweep: finished jobs
   are not run again (their result.json is returned), an interrupted job resumes, the others start fresh.
@@ -81,6 +83,9 @@ class SweepSummary(Callback):
         self.threads = threads_per_job  # auto: from the launcher (above) | an int | null: leave torch's default
         self.figure = figure
 
+    def on_multirun_start(self, config: DictConfig, **kwargs: Any) -> None:
+        use_dlf_optuna(config)
+
     def on_job_start(self, config: DictConfig, **kwargs: Any) -> None:
         from hydra.types import RunMode
 
@@ -104,6 +109,31 @@ class SweepSummary(Callback):
             print(f"dlf: sweep summary failed ({type(e).__name__}: {e}); remake it with `dlf-compare {sweep_dir}`")
             return
         print(report.text())
+
+
+PLUGIN_OPTUNA = "hydra_plugins.hydra_optuna_sweeper.optuna_sweeper.OptunaSweeper"
+
+
+def use_dlf_optuna(config: DictConfig) -> None:
+    """`hydra/sweeper=optuna` runs as hydra_plugins.dlf_optuna_sweeper.OptunaSweeper (Hydra makes the sweeper after
+    the callbacks' on_multirun_start): the same search, in which a failed, diverged or never-validated trial is
+    Optuna's FAIL and the search goes on. Unless the command line sets them:
+    - max_failure_rate is 1.0 (the plugin's 0.0 ended a search at its first failed trial);
+    - the direction follows `monitor_mode` (the plugin's default, minimize, minimized `model=mlp`'s val/acc).
+    A config file named `optuna` cannot take the plugin's place: Hydra refuses a file that shadows a ConfigStore entry
+    with a defaults list, and makes sweepers only from the `hydra_plugins` package."""
+    from omegaconf import open_dict, read_write
+
+    sweeper = config.hydra.get("sweeper")
+    if sweeper is None or sweeper.get("_target_") != PLUGIN_OPTUNA:
+        return
+    given = {str(o).split("=", 1)[0].lstrip("+~") for o in config.hydra.overrides.hydra}
+    with read_write(config), open_dict(config):
+        sweeper._target_ = "hydra_plugins.dlf_optuna_sweeper.OptunaSweeper"
+        if "hydra.sweeper.max_failure_rate" not in given:
+            sweeper.max_failure_rate = 1.0
+        if "hydra.sweeper.direction" not in given and not OmegaConf.is_list(sweeper.direction):
+            sweeper.direction = f"{config.monitor_mode}imize"  # the plugin's default minimized val/acc (model=mlp)
 
 
 def continue_job(cfg: DictConfig, job_dir: Path, num: Any = "?") -> dict | None:

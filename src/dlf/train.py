@@ -244,8 +244,10 @@ def _task(cfg: DictConfig) -> float:
 
     Returns `monitor`'s best value as kept by the checkpoint callback watching it (checkpoints/best.ckpt), else its
     last logged value (e.g. with debug=fast, which keeps no checkpoint), so any Hydra sweeper can optimize it.
-    A failed or diverged job returns NaN: Optuna records a NaN trial as failed and leaves it out of its model (a "worst
-    value" would feed it a made-up score), and the basic sweeper ignores return values.
+    A failed or diverged job returns NaN, and so does a job of a search (any sweeper but the basic one) that never
+    logged `monitor`, which is then recorded as failed: dlf's Optuna sweeper (hydra_plugins.dlf_optuna_sweeper) tells
+    Optuna such a trial failed, which leaves it out of its model (a "worst value" would feed it a made-up score); the
+    basic sweeper ignores return values.
     In a single run an error is one line and a non-zero exit; in a multirun (-m) the job prints its line and the sweep
     goes on, and `cli()` exits non-zero at the end. Ctrl+C / SIGTERM stop a sweep too (after the job records itself).
     result.json: {status: ok|failed|diverged|interrupted, error, monitor, mode, best, last, steps, test (the test/*
@@ -300,9 +302,15 @@ def _task(cfg: DictConfig) -> float:
         if os.environ.get("DLF_FULL_ERROR", os.environ.get("HYDRA_FULL_ERROR")) == "1" and not multirun:
             _record(hc, cfg, status, error, outcome, start)
             raise
+    value = outcome["best"] if outcome["best"] is not None else outcome["last"]
+    if status == "ok" and value is None and multirun and "BasicSweeper" not in str(hc.sweeper.get("_target_")):
+        # a search (Optuna) needs the monitored value of every trial: a run that never logged it failed as a trial
+        status, code = "failed", 1
+        error = (f"{cfg.get('monitor')} was never logged ({outcome['steps']} steps, no validation), so the sweeper has "
+                 "no value for this trial: give each job more steps (trainer.max_steps) or validate sooner "
+                 "(trainer.val_check_interval)")
     _record(hc, cfg, status, error, outcome, start)
     if status == "ok":
-        value = outcome["best"] if outcome["best"] is not None else outcome["last"]
         return float("nan") if value is None else float(value)
     if multirun and status == "interrupted" and "ckpt_path=last" in str(error):
         error += f" hydra.sweep.dir={hc.sweep.dir} (the sweep's finished jobs are not run again)"

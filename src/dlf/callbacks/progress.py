@@ -87,11 +87,16 @@ class ProgressBar(RichProgressBar):
         self._trained = 0
         self._samples.clear()
 
+    # A bar that is off (every rank but 0 under DDP; Lightning's `is_disabled`) does nothing in the hooks below:
+    # Lightning's stage counters it would read are not set on such a rank (an assertion there killed rank 1).
     def on_train_epoch_start(self, trainer, pl_module):
         super().on_train_epoch_start(trainer, pl_module)
-        self._train_total = self.total_train_batches
+        if not self.is_disabled:
+            self._train_total = self.total_train_batches
 
     def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx):
+        if self.is_disabled:
+            return
         self._trained += 1
         if self._due("train", batch_idx, self._train_total):
             now, samples = self._drawn_at["train"], self._samples
@@ -101,11 +106,11 @@ class ProgressBar(RichProgressBar):
             super().on_train_batch_end(trainer, pl_module, outputs, batch, batch_idx)
 
     def on_validation_batch_end(self, trainer, pl_module, outputs, batch, batch_idx, dataloader_idx=0):
-        if self._due("val", batch_idx, self.total_val_batches_current_dataloader):
+        if not self.is_disabled and self._due("val", batch_idx, self.total_val_batches_current_dataloader):
             super().on_validation_batch_end(trainer, pl_module, outputs, batch, batch_idx, dataloader_idx)
 
     def on_test_batch_end(self, trainer, pl_module, outputs, batch, batch_idx, dataloader_idx=0):
-        if self._due("test", batch_idx, self.total_test_batches_current_dataloader):
+        if not self.is_disabled and self._due("test", batch_idx, self.total_test_batches_current_dataloader):
             super().on_test_batch_end(trainer, pl_module, outputs, batch, batch_idx, dataloader_idx)
 
 

@@ -8,8 +8,8 @@ cost over the floor into what Lightning's own logging, checkpointing and bar cos
     WORKLOAD: parity | xor | mlp | cnn | cnn1d | rnn | lstm | gan          (scripts/bench_all.sh runs them all)
 
 Same net, data, optimizer, seed and number of steps on every side: the nets and batches are dlf's own, built as
-`dlf.train.run` builds them from the composed config that `python train.py <overrides>` uses; the plain loop and the
-floor run a hand-written step on them (scripts/bench_workloads.py). dlf's side is `dlf.train.run(cfg)` itself, with the
+`dlf.run.train.run` builds them from the composed config that `python train.py <overrides>` uses; the plain loop and the
+floor run a hand-written step on them (scripts/bench_workloads.py). dlf's side is `dlf.run.train.run(cfg)` itself, with the
 user's callbacks, logger (TensorBoard), checkpoints, divergence guard and progress bar; only the test stage is off (the
 figures drawn after fit run but are not timed). After a warm-up run of each side, the sides alternate (plain, floor,
 lightning, dlf, plain, ...) for --repeats rounds. A side's time per step is the median interval between the starts of
@@ -56,7 +56,7 @@ def compose(name: str, steps: int, out: Path, a, side: str = "dlf") -> object:
     from hydra import initialize_config_dir
     from omegaconf import open_dict
 
-    from dlf.train import CONFIG_DIR
+    from dlf.run.train import CONFIG_DIR
 
     accel = "gpu" if a.device == "cuda" else "cpu"
     overrides = [*WORKLOADS[name][0], *steps_overrides(name, steps), "test=false", f"trainer.accelerator={accel}",
@@ -174,10 +174,10 @@ def floor_side(name, cfg, steps, a, features: bool = False) -> tuple[float, floa
 
 
 def dlf_side(name, cfg, steps, a) -> tuple[float, float]:
-    """dlf.train.run(cfg): the real path (start-up checks, callbacks, logger, checkpoints, guard), timed per step."""
+    """dlf.run.train.run(cfg): the real path (start-up checks, callbacks, logger, checkpoints, guard), timed per step."""
     from bench_workloads import StepClock
 
-    from dlf.train import run
+    from dlf.run.train import run
 
     run(cfg)
     clock = StepClock.last

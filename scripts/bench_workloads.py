@@ -1,9 +1,9 @@
 """The workloads of scripts/bench.py: for each, dlf's config (Hydra overrides) and the hand-written training step that the
 plain loop and Lightning's floor both run on the same nets, data, optimizer and seed.
 
-The nets and the batches are dlf's own, built exactly as `dlf.train.run` builds them (seed, data module, model), so the
+The nets and the batches are dlf's own, built exactly as `dlf.run.train.run` builds them (seed, data module, model), so the
 three sides start from the same weights and see the same batches in the same order; only the loop around the step
-differs. Everything here uses what dlf had at commit ba4ec7b (dlf.train.CONFIG_DIR, the config groups, the systems'
+differs. Everything here uses what dlf had at commit ba4ec7b (dlf.run.train.CONFIG_DIR, the config groups, the systems'
 `net`/`head`/`G`/`D` attributes, InMemoryDataModule), so `PYTHONPATH=<old checkout>/src` measures an older dlf.
 """
 
@@ -117,9 +117,8 @@ def steps_overrides(name: str, steps: int) -> list[str]:
 
 
 def build(cfg):
-    """Seed, data module, model: the same calls in the same order as dlf.train.run (so the same weights)."""
+    """Seed, data module, model: the same calls in the same order as dlf.run.train.run (so the same weights)."""
     from hydra.utils import instantiate
-    from omegaconf import open_dict
 
     torch.set_float32_matmul_precision("high")
     L.seed_everything(cfg.seed, workers=True, verbose=False)
@@ -127,15 +126,18 @@ def build(cfg):
     facts = dm.prepare()
     optimizer = instantiate(cfg.optimizer) if cfg.get("optimizer") else None
     scheduler = instantiate(cfg.scheduler) if cfg.get("scheduler") else None
-    try:  # cfg.model without the keys no system takes
-        from dlf.speed import KEYS
-    except ImportError:  # an older dlf (no dlf.speed): its model configs have none of them
-        KEYS = ()
-    model_cfg = cfg.model.copy()
-    with open_dict(model_cfg):
-        for key in KEYS:
-            model_cfg.pop(key, None)
-    model = instantiate(model_cfg, _partial_=True)(facts=facts, optimizer=optimizer, scheduler=scheduler)
+    try:  # dlf's one builder
+        from dlf.run.build import build_system
+    except ImportError:  # an older dlf (before dlf.run; before dlf.speed its model configs had none of these keys)
+        try:
+            from dlf.speed import model_config
+        except ImportError:
+            model_config = lambda m: m  # noqa: E731
+
+        def build_system(cfg, facts, optimizer, scheduler):
+            return instantiate(model_config(cfg.model), _partial_=True)(facts=facts, optimizer=optimizer,
+                                                                        scheduler=scheduler)
+    model = build_system(cfg, facts, optimizer, scheduler)
     return dm, model, optimizer
 
 

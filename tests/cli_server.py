@@ -1,5 +1,5 @@
 """Run many `python train.py ...` commands cheaply: a server process imports torch, Lightning and dlf once, then forks
-one child per command. Each child is a real, separate process that runs `dlf.train.cli()` with its own argv, cwd,
+one child per command. Each child is a real, separate process that runs `dlf.run.cli.cli()` with its own argv, cwd,
 environment, stdout/stderr files and exit status (signals included), exactly as `python train.py` would after its
 imports. That saves the ~5-10 s of imports per command that 25+ bad-input cases and the kill/resume cases would cost.
 
@@ -134,7 +134,7 @@ def _child(job: dict) -> int:
                 return frozen
 
         hcu.datetime = Frozen  # Hydra's ${now:} resolver reads hydra.core.utils.datetime.now()
-    from dlf.train import cli
+    from dlf.run.cli import cli
 
     try:
         cli()
@@ -158,7 +158,7 @@ def _serve() -> None:
     import lightning  # noqa: F401 - the imports every child would pay for
     import torch  # noqa: F401
 
-    import dlf.train  # noqa: F401
+    import dlf.run.cli  # noqa: F401
 
     print(json.dumps({"ready": True}), flush=True)
     batch: list[dict] = []

@@ -1,4 +1,4 @@
-"""Shared test fixtures: `make_cfg` (compose a config with Hydra's compose API, for an in-process `dlf.train.run`),
+"""Shared test fixtures: `make_cfg` (compose a config with Hydra's compose API, for an in-process `dlf.run.train.run`),
 `run_cli` (the CLI in a subprocess), `root` (this checkout) and `data_cache`. Tests ask for them by name; nothing
 imports this file (helpers a fixture does not fit live in importable modules such as tests/cli_server.py)."""
 
@@ -14,7 +14,7 @@ import torch
 from hydra import compose, initialize_config_dir
 from omegaconf import DictConfig, open_dict
 
-from dlf.train import CONFIG_DIR
+from dlf.run.train import CONFIG_DIR
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -83,7 +83,7 @@ def root() -> Path:
 
 @pytest.fixture
 def fitted_trainers(monkeypatch) -> list:
-    """The Trainers that `L.Trainer.fit` runs during the test, in order (fit itself is unchanged): what dlf.train.run
+    """The Trainers that `L.Trainer.fit` runs during the test, in order (fit itself is unchanged): what dlf.run.train.run
     built, to inspect after it returns."""
     import lightning as L
 

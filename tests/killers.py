@@ -62,7 +62,7 @@ class KillDuringSave(L.Callback):
         self.n = int(n)
 
     def setup(self, trainer, pl_module, stage):
-        import dlf.checkpoint as ck
+        import dlf.run.checkpoint as ck
 
         real, count = ck._torch_save, [0]
 

@@ -81,7 +81,7 @@ def _steps(optimizer_state: dict) -> float:
 
 
 def test_old_language_model_samples(tmp_path, capsys):
-    from dlf import sample
+    from dlf.tools import sample
 
     run = _copy("lstm", tmp_path)
     assert sample.main([str(run), "--prompt", "The", "--length", "20"]) == 0
@@ -89,7 +89,7 @@ def test_old_language_model_samples(tmp_path, capsys):
 
 
 def test_old_gan_generates(tmp_path, monkeypatch):
-    from dlf import generate
+    from dlf.tools import generate
 
     monkeypatch.setenv("DLF_ROOT", str(tmp_path))  # the saved config's data dir
     run = _copy("gan", tmp_path)

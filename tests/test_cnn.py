@@ -148,7 +148,7 @@ def test_bad_sizes_fail_in_one_line(in_shape, blocks, words):
     ["model=cnn1d"], ["model=cnn1d", "model.net.impl=scratch", "optimizer=rmsprop"], ["experiment=cnn1d_mnist1d"],
 ])
 def test_smoke_runs(overrides, tmp_path, make_cfg):
-    from dlf.train import run
+    from dlf.run.train import run
 
     cfg = make_cfg(overrides, tmp_path)
     m = run(cfg)
@@ -165,7 +165,7 @@ def test_smoke_runs(overrides, tmp_path, make_cfg):
     (["model=cnn1d", "data=xor"], ["CNNSystem", "data=xor"]),  # cnn1d sets no data.* key that xor would reject
 ])
 def test_model_data_mismatch(args, words, tmp_path, make_cfg):
-    from dlf.train import run
+    from dlf.run.train import run
 
     with pytest.raises(DlfError) as e:
         run(make_cfg(args, tmp_path))

@@ -96,7 +96,7 @@ def test_cnn_trains_on_mnist_files(tmp_path, make_cfg):
     """The whole pipeline, model=cnn data=mnist, on the small written files."""
     from omegaconf import open_dict
 
-    from dlf.train import run
+    from dlf.run.train import run
 
     write_mnist(tmp_path / "files")
     cfg = make_cfg(["model=cnn", "data=mnist"], tmp_path / "run")

@@ -7,7 +7,7 @@ from omegaconf import open_dict
 
 
 def _run(overrides, tmp_path, make_cfg):
-    from dlf.train import run
+    from dlf.run.train import run
 
     cfg = make_cfg([*overrides, "logger=none"], tmp_path, fast=False)
     with open_dict(cfg):

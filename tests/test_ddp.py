@@ -75,7 +75,7 @@ def test_split_smaller_than_world_is_refused():
 def _cfg(overrides):
     from hydra import compose, initialize_config_dir
 
-    from dlf.train import CONFIG_DIR
+    from dlf.run.train import CONFIG_DIR
 
     with initialize_config_dir(str(CONFIG_DIR), version_base="1.3"):
         return compose("train", overrides=overrides)
@@ -114,7 +114,7 @@ def test_rank_noise_gives_each_rank_epoch_and_batch_its_own_reproducible_draws()
 def test_one_process_keeps_its_own_stream(make_cfg, tmp_path, fitted_trainers):
     """RankNoise is added to DDP runs only: a single process draws from seed_everything's stream, as before."""
     from dlf.callbacks.rank_noise import RankNoise
-    from dlf.train import run
+    from dlf.run.train import run
 
     run(make_cfg(["model=mlp_xor", "test=false"], tmp_path))
     (trainer,) = fitted_trainers
@@ -145,7 +145,7 @@ def test_slurm_run_dir_is_the_job_step(monkeypatch):
     from hydra import compose, initialize_config_dir
 
     from dlf import distributed
-    from dlf.train import CONFIG_DIR
+    from dlf.run.train import CONFIG_DIR
 
     with initialize_config_dir(str(CONFIG_DIR), version_base="1.3"):
         cfg = compose("train", overrides=["trainer=ddp_cpu"], return_hydra_config=True)

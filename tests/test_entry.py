@@ -1,4 +1,4 @@
-"""The entry point (dlf.train): what the task returns and records (result.json), and how a sweep with a failed job ends."""
+"""The entry point (dlf.run.train): what the task returns and records (result.json), and how a sweep with a failed job ends."""
 
 from __future__ import annotations
 
@@ -15,7 +15,7 @@ from cli_server import cli_env, run_train, shared_server
 from hydra import compose, initialize_config_dir
 from omegaconf import open_dict
 
-from dlf.train import CONFIG_DIR
+from dlf.run.train import CONFIG_DIR
 
 XOR = ["model=mlp_xor", "trainer=cpu", "logger=none", "trainer.max_epochs=2", "trainer.enable_progress_bar=false",
        "trainer.enable_model_summary=false", "callbacks.model_summary=null", "callbacks.cost_curve=null"]
@@ -34,7 +34,7 @@ def _task_in_process(overrides: list[str], out: Path):
     from hydra.core.hydra_config import HydraConfig
     from hydra.types import RunMode
 
-    from dlf.train import _task
+    from dlf.run.cli import task
 
     with initialize_config_dir(str(CONFIG_DIR), version_base="1.3"):
         cfg = compose("train", overrides=overrides, return_hydra_config=True)
@@ -47,7 +47,7 @@ def _task_in_process(overrides: list[str], out: Path):
     task_cfg = copy.deepcopy(cfg)
     with open_dict(task_cfg):
         del task_cfg["hydra"]
-    return _task(task_cfg)
+    return task(task_cfg)
 
 
 def test_task_returns_the_best_monitored_value(tmp_path):
@@ -138,7 +138,7 @@ def _call(main, args: list[str], monkeypatch, capsys) -> tuple[int, str]:
 
 @pytest.mark.parametrize("args,same_output", TABLE, ids=[" ".join(a)[:60] for a, _ in TABLE])
 def test_flags_and_overrides_as_in_a_bare_hydra_app(args, same_output, monkeypatch, capsys, tmp_path):
-    from dlf.cli import cli
+    from dlf.run.cli import cli
 
     monkeypatch.chdir(tmp_path)
     spec = importlib.util.spec_from_file_location("train", BARE)  # the job name Hydra derives
@@ -155,7 +155,7 @@ def test_flags_and_overrides_as_in_a_bare_hydra_app(args, same_output, monkeypat
 def test_help_says_what_dlf_is_and_how_to_run_and_sweep(monkeypatch, capsys, tmp_path):
     """--help: dlf's header (the command, a sweep), every option of the groups a user picks, the composed config, and
     the footer saying that `schema` is not an option to pick."""
-    from dlf.cli import cli
+    from dlf.run.cli import cli
 
     monkeypatch.chdir(tmp_path)
     code, out = _call(cli, ["--help", "model=lstm"], monkeypatch, capsys)
@@ -214,7 +214,7 @@ def test_help_cfg_info_and_config_errors_import_no_torch(tmp_path):
     """--help, --cfg, --info and config errors answer without importing torch or Lightning."""
     code = """
 import sys
-from dlf.cli import cli
+from dlf.run.cli import cli
 codes = []
 for args in (["--help"], ["--cfg", "job"], ["--info", "defaults"], ["model=mlpp"], ["optimizer.lr=-1"],
              ["optimizer.lrr=1"], ["model=mlp", "ckpt_path=last"]):
@@ -246,7 +246,7 @@ def test_monitor_naming_no_logged_metric_fails_before_training(tmp_path, capsys)
 @pytest.mark.parametrize("model", ["mlp_xor", "rnn", "gan"])
 def test_declared_metric_names_are_the_logged_ones(model, tmp_path, monkeypatch):
     """A system's metric_names() holds every metric a run logs, and its config's default monitor."""
-    from dlf.train import run
+    from dlf.run.train import run
 
     with initialize_config_dir(str(CONFIG_DIR), version_base="1.3"):
         cfg = compose("train", overrides=[f"model={model}", "debug=fast", "trainer=cpu", "callbacks.model_summary=null",
@@ -255,7 +255,7 @@ def test_declared_metric_names_are_the_logged_ones(model, tmp_path, monkeypatch)
         cfg.paths.output_dir, cfg.paths.log_dir = str(tmp_path), str(tmp_path / "logs")
         cfg.paths.data_dir = str(tmp_path / "data")
     captured = {}
-    import dlf.train as train
+    import dlf.run.train as train
 
     original = train._check_monitor
     monkeypatch.setattr(train, "_check_monitor",

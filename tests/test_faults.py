@@ -21,7 +21,7 @@ import torch
 from cli_server import shared_server
 from test_resume import _check_resumed, _final, _runs, _test_line, assert_same
 
-import dlf.checkpoint as ck
+import dlf.run.checkpoint as ck
 
 # The XOR MLP: 3 epochs of 9 steps, last.ckpt every 4 steps, deterministic on CPU; figures on (cost curve, decision
 # boundary), TensorBoard events unless a test says logger=csv.

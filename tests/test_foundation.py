@@ -9,7 +9,7 @@ import torch
 from hydra import compose, initialize_config_dir
 from hydra.utils import instantiate
 
-from dlf.train import CONFIG_DIR, GROUPS, options, run
+from dlf.run.train import CONFIG_DIR, GROUPS, options, run
 
 MODELS = options("model")
 OPTIMIZERS = options("optimizer")

@@ -13,7 +13,7 @@ from dlf.errors import DlfError
 from dlf.metrics.modes import class_stats, kl_to_uniform, mode_stats
 from dlf.nets.gan import build_gan_nets
 from dlf.nets.gan_loss import discriminator_loss, generator_loss
-from dlf.train import run
+from dlf.run.train import run
 
 RING = ring_centres()
 

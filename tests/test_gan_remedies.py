@@ -12,8 +12,8 @@ from omegaconf import open_dict
 from dlf.errors import DlfError
 from dlf.nets.gan import build_gan_nets
 from dlf.nets.gan_loss import discriminator_loss, generator_loss
-from dlf.speed import model_config
-from dlf.train import run
+from dlf.run.build import build_system
+from dlf.run.train import run
 
 
 @pytest.mark.parametrize("kind,shape", [("mlp", (2,)), ("mlp", (1, 8, 8)), ("dcgan", (1, 8, 8)),
@@ -30,13 +30,11 @@ def test_packed_discriminator_shapes(kind, shape, pack):
 
 
 def _system(overrides, tmp_path, make_cfg):
-    import hydra
-
     from dlf.data.mixtures import GridDataModule
 
     cfg = make_cfg(["model=gan", "data=grid", *overrides], tmp_path)
     facts = GridDataModule(n_train=512, n_val=64, n_test=64).prepare()
-    return hydra.utils.instantiate(model_config(cfg.model), facts=facts)
+    return build_system(cfg, facts)
 
 
 class _Recorder(torch.nn.Module):
@@ -189,8 +187,6 @@ def test_generator_samples_live_in_the_standardised_space_of_the_images(tmp_path
     from hydra.utils import instantiate
     from test_cnn_data import write_mnist
 
-    from dlf import speed
-
     files = tmp_path / "files"
     write_mnist(files, "FashionMNIST")
     cfg = make_cfg(["model=dcgan", "data=fashion_mnist", "logger=none", "data.batch_size=8"], tmp_path)
@@ -200,7 +196,7 @@ def test_generator_samples_live_in_the_standardised_space_of_the_images(tmp_path
     dm = instantiate(cfg.data)
     facts = dm.prepare()
     mean, std = facts.extra["mean"][0], facts.extra["std"][0]
-    model = instantiate(speed.model_config(cfg.model), _partial_=True)(facts=facts, optimizer=None, scheduler=None)
+    model = build_system(cfg, facts)
     x = model.generate(64, torch.Generator().manual_seed(0))
     real = dm.train[0]
     assert real.min() < -0.5 and real.max() > 1.5  # the real images are standardised, far outside [0, 1]

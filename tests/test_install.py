@@ -52,7 +52,7 @@ def test_wheel_installs_and_trains_from_any_folder(tmp_path):
 
     elsewhere = tmp_path / "elsewhere"
     elsewhere.mkdir()
-    where = subprocess.check_output([str(py), "-c", "import dlf.train; print(dlf.train.CONFIG_DIR)"], cwd=elsewhere,
+    where = subprocess.check_output([str(py), "-c", "import dlf.run.train; print(dlf.run.train.CONFIG_DIR)"], cwd=elsewhere,
                                     env=_plain_env(), text=True).strip()
     assert where.startswith(str(own)), where  # the installed dlf and its configs, not the clone's
     plugin = subprocess.check_output([str(py), "-c", "import hydra_plugins.dlf_optuna_sweeper as m; print(m.__file__)"],

@@ -455,9 +455,9 @@ def test_the_nvml_context_changes_nothing_where_the_check_is_not_lightnings(monk
 
 @no_nvml
 def test_a_run_tries_nvml_only_before_training(make_cfg, tmp_path, monkeypatch, nvml_loads_tried):
-    """dlf.train.run trains inside the context: no load at any of its optimizer steps (3 training batches), against
+    """dlf.run.train.run trains inside the context: no load at any of its optimizer steps (3 training batches), against
     one at every step with the context off."""
-    from dlf.train import run
+    from dlf.run.train import run
 
     per_step: list[int] = []  # NVML loads made inside each Adam step
     adam_step = torch.optim.Adam.step

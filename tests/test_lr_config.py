@@ -13,7 +13,7 @@ import torch
 from hydra import compose, initialize_config_dir
 from omegaconf import OmegaConf
 
-from dlf.train import CONFIG_DIR, options, run
+from dlf.run.train import CONFIG_DIR, options, run
 
 PINS = json.loads((Path(__file__).parent / "data" / "optimizer_pins_ba4ec7b.json").read_text())["optimizer"]
 

@@ -11,7 +11,7 @@ from omegaconf import open_dict
 
 from dlf.nets.costs import scratch_cost, torch_cost
 from dlf.nets.mlp import ScratchMLP, TorchMLP, build_mlp
-from dlf.train import run
+from dlf.run.train import run
 
 CASES = [
     # (in, out, hidden, activation, cost, output)

@@ -10,7 +10,7 @@ import pytest
 import torch
 from cli_server import shared_server
 
-import dlf.checkpoint as ck
+import dlf.run.checkpoint as ck
 from dlf.data.base import TensorLoader
 from dlf.errors import DlfError
 
@@ -103,15 +103,14 @@ def _startup(overrides: list[str], log_dir: Path):
     from hydra import compose, initialize_config_dir
     from omegaconf import open_dict
 
-    from dlf.cli import Startup
-    from dlf.train import CONFIG_DIR, PREPARED
+    from dlf.run.cli import Startup
+    from dlf.run.train import CONFIG_DIR
 
     with initialize_config_dir(str(CONFIG_DIR), version_base="1.3"):
         cfg = compose("train", overrides=[*overrides, f"paths.log_dir={log_dir}/"], return_hydra_config=True)
     with open_dict(cfg):
         cfg.hydra.overrides.hydra = [o for o in overrides if o.startswith("hydra.")]
     Startup().on_run_start(config=cfg)
-    PREPARED.clear()
     return cfg
 
 
@@ -125,7 +124,7 @@ def test_resume_points_hydra_at_the_run_dir(tmp_path, capsys):
     OmegaConf.save(OmegaConf.create(["model=mlp_xor"]), run / ".hydra" / "overrides.yaml")
     (run / ".hydra" / "config.yaml").write_text("first: run\n")
     (run / ".hydra" / "resume-1").mkdir()
-    from dlf.train import CONFIG_DIR
+    from dlf.run.train import CONFIG_DIR
 
     model = OmegaConf.to_container(OmegaConf.load(CONFIG_DIR / "model" / "mlp_xor.yaml").model, resolve=False)
     ck.atomic_save({"state_dict": {}, "dlf": {"model": model}}, run / "checkpoints" / "last.ckpt")
@@ -166,7 +165,7 @@ def test_log_dir_with_or_without_its_slash(tmp_path, given):
     the slash the task name used to be glued to the dir's name: <dir>mlp_xor/runs/...)."""
     from hydra import compose, initialize_config_dir
 
-    from dlf.train import CONFIG_DIR
+    from dlf.run.train import CONFIG_DIR
 
     with initialize_config_dir(str(CONFIG_DIR), version_base="1.3"):
         cfg = compose("train", overrides=["model=mlp_xor", f"paths.log_dir={given.format(d=tmp_path)}"],

@@ -1,11 +1,11 @@
-"""Whole runs of model=rnn / model=lstm through dlf.train.run: smoke runs, bad input, learning, sampling."""
+"""Whole runs of model=rnn / model=lstm through dlf.run.train.run: smoke runs, bad input, learning, sampling."""
 
 import pytest
 from omegaconf import OmegaConf, open_dict
 
 from dlf.errors import DlfError
-from dlf.sample import main as sample_main
-from dlf.train import run
+from dlf.run.train import run
+from dlf.tools.sample import main as sample_main
 
 ADDING = ["data=adding", "data.n_train=300", "data.n_val=100", "data.n_test=100"]
 SMOKE = [  # the first one also writes TensorBoard events; the others run without a logger

@@ -1,4 +1,4 @@
-"""Speed options through the real CLI: trainer.precision=bf16-mixed and model.compile=true (dlf.speed); their one-line
+"""Speed options through the real CLI: trainer.precision=bf16-mixed and model.compile=true (dlf.run.speed); their one-line
 errors where a family cannot take them are in the bad-input catalogue (compile-scratch, bf16-scratch)."""
 
 from __future__ import annotations
@@ -25,7 +25,8 @@ def test_compile_key_applies_torch_compile(tmp_path, make_cfg):
     """model.compile=true compiles every net in place (G and D for the GAN); the default leaves them eager."""
     from hydra.utils import instantiate
 
-    from dlf.speed import apply, model_config
+    from dlf.run.build import build_system, system_config
+    from dlf.run.speed import apply
 
     for model, nets in (("gan", ("G", "D")), ("lstm", ("net", "head"))):
         for flag in (False, True):
@@ -35,8 +36,9 @@ def test_compile_key_applies_torch_compile(tmp_path, make_cfg):
                 from dlf.data.base import DataFacts
 
                 facts = DataFacts(name="s", kind="sequence", target="regression", input_shape=(5, 2), in_features=2)
-            system = instantiate(model_config(cfg.model), _partial_=True)(facts=facts)
-            assert "compile" not in OmegaConf.to_container(model_config(cfg.model))
+            system = build_system(cfg, facts)
+            assert "compile" not in OmegaConf.to_container(system_config(cfg.model))
+            assert [getattr(system, n) for n in nets] == system.nets()  # the system says what it trains
             apply(system, cfg)
             for n in nets:
                 assert (getattr(system, n)._compiled_call_impl is not None) == flag, (model, n, flag)
@@ -177,9 +179,9 @@ def test_batched_training_updates_give_the_per_step_result(metric):
 
 
 def test_no_profiler_unless_one_is_asked_for(make_cfg, tmp_path):
-    """The Trainer's profiler is dlf.speed.NoProfiler (one shared no-op context per hook call) unless the config
+    """The Trainer's profiler is dlf.run.speed.NoProfiler (one shared no-op context per hook call) unless the config
     names one: +trainer.profiler=simple still profiles."""
-    from dlf import speed
+    from dlf.run import speed
 
     profiler = speed.profiler(make_cfg([], tmp_path))
     assert isinstance(profiler, speed.NoProfiler)
@@ -189,13 +191,13 @@ def test_no_profiler_unless_one_is_asked_for(make_cfg, tmp_path):
 
 
 def test_a_run_fits_with_no_profiler_and_without_empty_batch_hooks(make_cfg, tmp_path, fitted_trainers):
-    """dlf.train.run hands the Trainer NoProfiler (SimpleProfiler when asked) and, before fit, sets to None the batch
+    """dlf.run.train.run hands the Trainer NoProfiler (SimpleProfiler when asked) and, before fit, sets to None the batch
     hooks the module and callbacks only inherit (RunGuard and LastCheckpoint keep their on_train_batch_end)."""
     from lightning.pytorch.profilers import SimpleProfiler
 
-    from dlf import speed
     from dlf.callbacks.resilience import LastCheckpoint, RunGuard
-    from dlf.train import run
+    from dlf.run import speed
+    from dlf.run.train import run
 
     run(make_cfg(["logger=none"], tmp_path / "plain"))
     run(make_cfg(["logger=none", "+trainer.profiler=simple"], tmp_path / "profiled"))

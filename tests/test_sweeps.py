@@ -14,8 +14,8 @@ import pytest
 from cli_server import DATA_CACHE, shared_server
 from hydra import compose, initialize_config_dir
 
-from dlf.sweep import MAX_NAME, job_dir_name, threads_per_job
-from dlf.train import CONFIG_DIR
+from dlf.run.sweep import MAX_NAME, job_dir_name, threads_per_job
+from dlf.run.train import CONFIG_DIR
 
 # XOR with 10 steps (one epoch of 10 full-batch steps, train/loss logged every 5): each job trains in about a second
 FAST = ["trainer.max_epochs=1", "data.repeats=10"]
@@ -41,7 +41,7 @@ def _rows(sweep):
 
 def _compare(args, cwd, root):
     env = dict(os.environ, PYTHONPATH=os.pathsep.join([str(root / "src"), os.environ.get("PYTHONPATH", "")]))
-    return subprocess.run([sys.executable, "-m", "dlf.compare", *map(str, args)], cwd=cwd, env=env,
+    return subprocess.run([sys.executable, "-m", "dlf.tools.compare", *map(str, args)], cwd=cwd, env=env,
                           capture_output=True, text=True, timeout=300)
 
 
@@ -257,7 +257,7 @@ def test_plain_optuna_sweeper_follows_the_monitor_mode(tmp_path):
     from hydra.core.override_parser.overrides_parser import OverridesParser  # noqa: F401 - Hydra is importable
     from omegaconf import OmegaConf
 
-    from dlf.sweep import use_dlf_optuna
+    from dlf.run.sweep import use_dlf_optuna
 
     pytest.importorskip("hydra_plugins.hydra_optuna_sweeper")
     for extra, direction, rate in (([], "maximize", 1.0),
@@ -273,7 +273,7 @@ def test_plain_optuna_sweeper_follows_the_monitor_mode(tmp_path):
 
 def test_joblib_launcher_runs_jobs_in_parallel_with_a_share_of_the_cores(tmp_path, run_cli):
     pytest.importorskip("hydra_plugins.hydra_joblib_launcher")
-    from dlf.sweep import cores
+    from dlf.run.sweep import cores
 
     r = run_cli(["-m", "hydra/launcher=joblib", "hydra.launcher.n_jobs=2", "optimizer=sgd,adam", *FAST], cwd=tmp_path)
     assert r.returncode == 0, r.stderr[-2000:]

@@ -7,5 +7,3 @@ __version__ = "0.1.0"
 # Lightning (<= 2.6) builds torch.utils._pytree.LeafSpec objects, which torch >= 2.10 deprecates with a FutureWarning
 # printed on every run; nothing a dlf user can change. Only this message is hidden; remove when Lightning stops.
 warnings.filterwarnings("ignore", message=r"`isinstance\(treespec, LeafSpec\)` is deprecated", category=FutureWarning)
-
-from dlf import sweep as _sweep  # noqa: E402,F401 - registers ${dlf_job_dir:}, which names multirun job dirs in every process

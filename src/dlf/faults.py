@@ -9,7 +9,7 @@
 - `quiet_writer_threads()`: a TensorBoard writer thread that hits a full disk does not print its own traceback; the
   main thread re-raises the same error at the next write or flush, and dlf reports it in one line.
 - `remove_stale_temps(folder)`: temporary checkpoint files (`.<name>.<pid>.<random>.tmp`, see
-  `dlf.checkpoint.atomic_save`) left by a writer that was killed are removed at the next start.
+  `dlf.run.checkpoint.atomic_save`) left by a writer that was killed are removed at the next start.
 """
 
 from __future__ import annotations
@@ -63,7 +63,7 @@ def explain_write_error(e: BaseException, run_dir=None) -> DlfError | None:
         chain.append(seen)
         seen = seen.__cause__ or seen.__context__
     for x in chain:
-        if isinstance(x, DlfError):  # already one line (dlf.checkpoint.atomic_save names its file itself)
+        if isinstance(x, DlfError):  # already one line (dlf.run.checkpoint.atomic_save names its file itself)
             return x
         if isinstance(x, OSError) and x.errno in NO_SPACE:
             path = x.filename or _path_in_traceback(x) or (f"a file under {run_dir}" if run_dir else "a file")

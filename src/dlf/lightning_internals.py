@@ -178,7 +178,7 @@ def skip_same_device_moves() -> None:
     already on that device, which after the first call they always are. The patched `to` returns at once when called
     with one device and all of the metric's tensors (its states, their defaults, the step's cached value) are on it;
     any other call (another device, a dtype, keyword arguments, a metric that wraps a torchmetrics Metric) runs
-    Lightning's. Idempotent; done once per process by dlf.train.run. tests/test_lightning_internals.py checks that the
+    Lightning's. Idempotent; done once per process by dlf.run.train.run. tests/test_lightning_internals.py checks that the
     tensors the short cut reads are every tensor Lightning's `to` would move, so a new one fails there first."""
     from lightning.pytorch.trainer.connectors.logger_connector.result import _ResultMetric
 

@@ -4,7 +4,7 @@ way this does. (Named train.py so that Hydra's job name is `train`, as in dlf.)"
 import hydra
 from omegaconf import OmegaConf
 
-from dlf.train import CONFIG_DIR  # also registers the ${dlf_pid:} resolver of the run-dir pattern
+from dlf.run.train import CONFIG_DIR  # also registers the ${dlf_pid:} resolver of the run-dir pattern
 
 
 @hydra.main(config_path=str(CONFIG_DIR), config_name="train", version_base="1.3")

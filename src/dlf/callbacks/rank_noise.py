@@ -6,7 +6,7 @@ every step, and W processes would train on one draw where they should train on W
 callback seeds torch's, NumPy's and Python's generators from (run seed, rank, epoch, batch index), as nanoGPT and DETR
 offset their seed by the rank. Seeding from the batch, rather than carrying one stream per rank, keeps exact resume:
 the checkpoint holds one process's generator state, and a run resumed at batch k draws on every rank what the run
-left alone drew at batch k. dlf.train adds it to DDP runs only; a single process's stream is untouched.
+left alone drew at batch k. dlf.run.train adds it to DDP runs only; a single process's stream is untouched.
 """
 
 from __future__ import annotations

@@ -126,9 +126,8 @@ def max_abs(tensors: list[torch.Tensor]) -> torch.Tensor:
 class RunGuard(L.Callback):
     """See the module docstring. `meta` (model config, task name, run dir) is written into every checkpoint."""
 
-    def __init__(self, meta: dict | None = None, check_weights: bool = True):
+    def __init__(self, meta: dict | None = None):
         self.meta = dict(meta or {})
-        self.check_weights = check_weights
         self._signal: str | None = None
         self._old_handlers: dict = {}
         self._active = False
@@ -156,10 +155,6 @@ class RunGuard(L.Callback):
         for sig, h in self._old_handlers.items():
             signal.signal(sig, h)
         self._old_handlers = {}
-
-    @property
-    def pending_signal(self) -> str | None:
-        return self._signal
 
     def setup(self, trainer, pl_module, stage):
         if stage == "fit":
@@ -224,7 +219,7 @@ class RunGuard(L.Callback):
     def check_finite_weights(self, trainer, pl_module) -> None:
         """Stop with Diverged if a weight is no longer finite: max |w| over every weight (foreach kernels), one sync."""
         if self._params is None:  # the weights of this fit, listed once (walking the module tree each time costs)
-            self._params = [p for p in pl_module.parameters() if p.numel()] if self.check_weights else []
+            self._params = [p for p in pl_module.parameters() if p.numel()]
         if self._params and not bool(torch.isfinite(max_abs(self._params))):
             self._find_divergence(trainer, pl_module, [])
 

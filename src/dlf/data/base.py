@@ -7,8 +7,7 @@ from dataclasses import asdict, dataclass, field
 import lightning as L
 import torch
 
-from dlf.checks import batch_size as check_batch_size
-from dlf.errors import require
+from dlf.errors import check_batch_size, require
 from dlf.lightning_internals import fit_position as trainer_fit_position
 
 

@@ -19,8 +19,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from dlf.checks import impl as check_impl
-from dlf.errors import DlfError, require
+from dlf.errors import DlfError, check_impl, require
 from dlf.nets import conv_scratch as cs
 from dlf.nets.activations import ACTIVATIONS, TORCH_ACTIVATIONS
 
@@ -121,6 +120,8 @@ def torch_conv(dims: int, cin: int, cout: int, k, s, pads) -> nn.Module:
 class ScratchConv(nn.Module):
     """The same layer by the sliding multiply-and-sum of conv_scratch (initialised as nn.Conv: U(-1/sqrt(fan_in), ..))."""
 
+    FROM_SCRATCH = True  # a twin written out: no mixed precision, no torch.compile (dlf.run.speed)
+
     def __init__(self, dims: int, cin: int, cout: int, k, s, pads):
         super().__init__()
         self.dims, self.stride, self.pads = dims, s, pads
@@ -136,6 +137,10 @@ class ScratchConv(nn.Module):
 
 
 class ScratchPool(nn.Module):
+    """Max or average pooling by conv_scratch's windows."""
+
+    FROM_SCRATCH = True
+
     def __init__(self, kind: str, dims: int, k, s):
         super().__init__()
         self.kind, self.dims, self.k, self.s = kind, dims, k, s
@@ -149,6 +154,10 @@ class ScratchPool(nn.Module):
 
 
 class ScratchActivation(nn.Module):
+    """The activation function as dlf.nets.activations writes it."""
+
+    FROM_SCRATCH = True
+
     def __init__(self, name: str):
         super().__init__()
         self.name = name

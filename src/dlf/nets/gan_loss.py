@@ -21,8 +21,7 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
-from dlf.checks import impl as check_impl
-from dlf.errors import require
+from dlf.errors import check_impl, require
 from dlf.nets.activations import sigmoid
 
 G_LOSSES = ("minimax", "non_saturating")

@@ -15,8 +15,7 @@ from collections.abc import Sequence
 import torch
 from torch import nn
 
-from dlf.checks import impl as check_impl
-from dlf.errors import require
+from dlf.errors import check_impl, require
 from dlf.nets.activations import ACTIVATIONS, TORCH_ACTIVATIONS
 
 
@@ -92,6 +91,8 @@ class _Backprop(torch.autograd.Function):
 
 class ScratchMLP(nn.Module):
     """The same MLP with hand-written backpropagation. Weights are stored [in, out] as in the course (z = X W + b)."""
+
+    FROM_SCRATCH = True  # a twin written out: no mixed precision, no torch.compile (dlf.run.speed)
 
     def __init__(self, in_features: int, out_features: int, hidden: Sequence[int] = (5,),
                  activation: str = "sigmoid", init: str = "normal"):

@@ -16,8 +16,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from dlf.checks import impl as check_impl
-from dlf.errors import require
+from dlf.errors import check_impl, require
 
 INIT_STATES = ("zeros", "random")
 
@@ -79,6 +78,8 @@ class TorchRNN(Recurrent):
 
 class ScratchRecurrent(Recurrent):
     """The loop over layers, directions and time steps. Subclasses write the cell: one time step of one layer."""
+
+    FROM_SCRATCH = True  # a twin written out: no mixed precision, no torch.compile (dlf.run.speed)
 
     def forward(self, x: torch.Tensor, state=None):
         state = self.initial_state(x) if state is None else state

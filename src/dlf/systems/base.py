@@ -11,30 +11,27 @@ from __future__ import annotations
 import math
 from collections.abc import Callable
 
-import lightning as L
 import torch
 import torchmetrics
 
-from dlf import lightning_internals as internals
 from dlf.data.base import DataFacts
 from dlf.errors import DlfError
+from dlf.fast_logging import FastLogging
 from dlf.metrics.accuracy import Accuracy
 from dlf.metrics.queue import UpdateQueue
 
 STAGES = ("train", "val", "test")
 
 
-def accuracy(num_classes: int | None = None) -> torchmetrics.Metric:
-    """acc = 1/n sum_i [y_hat_i = y_i]: a binary target thresholds y_hat at 0.5 (num_classes=None); classes take the
-    argmax (a micro average: every sample counts once). dlf.metrics.accuracy: torchmetrics' number, counted cheaply."""
-    return Accuracy(binary=num_classes is None)
-
-
-class System(L.LightningModule):
+class System(FastLogging):
     """Base LightningModule. `optimizer` and `scheduler` are partials from configs/optimizer and configs/scheduler;
-    `facts` are the data module's DataFacts. Subclasses say which data kinds they accept (ACCEPTS)."""
+    `facts` are the data module's DataFacts. Subclasses say which data kinds they accept (ACCEPTS) and which nets they
+    train (`nets`). FastLogging (dlf.fast_logging) is LightningModule with its per-step logging costs trimmed."""
 
     ACCEPTS: tuple[str, ...] = ()  # DataFacts.kind values this family can take
+    # model.* keys a config holds that the constructor does not take (dlf.run.build leaves them out): a run option
+    # (compile: dlf.run.speed) and the model's optimizer settings that the optimizer configs read (lr_table, adam_betas)
+    CONFIG_KEYS: tuple[str, ...] = ("compile", "lr_table", "adam_betas")
 
     def __init__(self, facts: DataFacts, optimizer: Callable | None = None, scheduler: Callable | None = None):
         super().__init__()
@@ -49,48 +46,6 @@ class System(L.LightningModule):
         # one sample of zeros: Lightning's model summary measures FLOPs and in/out sizes on it (else a column of 0s)
         self.example_input_array = torch.zeros(1, *facts.input_shape,
                                                dtype=torch.int64 if facts.vocab else torch.float32)
-
-    def __setattr__(self, name: str, value) -> None:
-        """nn.Module's attribute write, except for the hook name Lightning sets before and after every hook call (about
-        40 times a training step): that value is a str or None, never a Parameter, Module or buffer, so nn.Module's
-        checks (~2 µs each) always end in the plain write this does directly."""
-        if name == internals.HOOK_ATTR:
-            object.__setattr__(self, name, value)
-        else:
-            super().__setattr__(name, value)
-
-    def log(self, name: str, value, *args, sync_dist: bool | None = None, **kwargs) -> None:
-        """LightningModule.log, with two dlf rules.
-
-        A per-step training value (in training_step, on_step and not on_epoch: Lightning's default there) is passed on
-        only on the steps whose logs Lightning writes (every trainer.log_every_n_steps); on the others Lightning would
-        keep it only for the progress bar, and each call costs ~0.3 ms on CPU, more than a small net's whole step. No
-        written number changes; the bar shows the last written value.
-
-        With many processes an epoch-level value is reduced over the ranks (sync_dist) unless the caller says
-        otherwise. Lightning's mean is weighted by batch size: sum_r sum_b n_b v_b / sum_r sum_b n_b, so uneven
-        validation shares still give the mean over the whole split. Per-step training values stay local (no
-        collective per step).
-
-        On the steps it drops, the value last written under that name is reset in Lightning's result collection
-        (lightning_internals.forget_written_value): Lightning would otherwise copy it into the progress bar's, the
-        callbacks' and the loggers' metrics after every batch, unchanged (~25 µs a step)."""
-        hook = internals.current_hook(self)
-        if hook == "training_step" and not args and kwargs.get("on_step") is not False and not kwargs.get("on_epoch"):
-            trainer = internals.attached_trainer(self)
-            if not internals.logs_this_step(trainer):
-                internals.forget_written_value(trainer, hook, name)  # its last written value: no per-batch re-copy
-                return
-        if sync_dist is None:
-            trainer = internals.attached_trainer(self)
-            many = trainer is not None and trainer.world_size > 1
-            on_epoch = kwargs.get("on_epoch")
-            sync_dist = many and (on_epoch if on_epoch is not None else hook != "training_step")
-        super().log(name, value, *args, sync_dist=sync_dist, **kwargs)
-
-    def log_dict(self, dictionary, *args, sync_dist: bool | None = None, **kwargs) -> None:
-        for k, v in dictionary.items():  # through self.log, so the sync_dist default above applies
-            self.log(k, v, *args, sync_dist=sync_dist, **kwargs)
 
     # ---- one step, three stages ------------------------------------------------------------------------------------
     def step(self, batch, batch_idx: int, stage: str) -> torch.Tensor:
@@ -195,6 +150,18 @@ class System(L.LightningModule):
             return {}
         return {"total_iters": max(1, self.stepping_batches())}
 
+    # ---- what it trains ---------------------------------------------------------------------------------------------
+    def nets(self) -> list[torch.nn.Module]:
+        """The nets this system trains (compiled by model.compile=true): `net` here; families with more say so."""
+        return [self.net]
+
+    def scratch_option(self) -> str | None:
+        """The option that chose a from-scratch part (a hand-written backward, a Python loop over time), or None:
+        a module of the twins says so with FROM_SCRATCH (dlf.nets)."""
+        if any(getattr(m, "FROM_SCRATCH", False) for net in self.nets() for m in net.modules()):
+            return "model.net.impl=scratch"
+        return None
+
     def configure_optimizers(self):
         if self.optimizer_factory is None:
             return torch.optim.Adam(self.parameters())
@@ -203,3 +170,9 @@ class System(L.LightningModule):
             return opt
         sched = self.scheduler_factory(opt, **self.schedule_length())
         return {"optimizer": opt, "lr_scheduler": {"scheduler": sched, "interval": "step"}}
+
+
+def accuracy(num_classes: int | None = None) -> torchmetrics.Metric:
+    """acc = 1/n sum_i [y_hat_i = y_i]: a binary target thresholds y_hat at 0.5 (num_classes=None); classes take the
+    argmax (a micro average: every sample counts once). dlf.metrics.accuracy: torchmetrics' number, counted cheaply."""
+    return Accuracy(binary=num_classes is None)

@@ -112,6 +112,14 @@ class GANSystem(System):
         """G(z): samples shaped like the data."""
         return self.G_eval(z)
 
+    def nets(self) -> list[torch.nn.Module]:
+        """The two players: G and D."""
+        return [self.G, self.D]
+
+    def scratch_option(self) -> str | None:
+        """The GAN's from-scratch part is its losses (model.impl=scratch: dlf.nets.gan_loss)."""
+        return "model.impl=scratch" if self.impl == "scratch" else super().scratch_option()
+
     @torch.no_grad()
     def generate(self, n: int, generator: torch.Generator | None = None) -> torch.Tensor:
         was = self.training

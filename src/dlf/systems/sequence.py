@@ -148,6 +148,10 @@ class SequenceSystem(System):
         self.head = nn.Linear(self.net.out_features, self.task.out_features)  # V: hidden to output
 
     # ---- computing -------------------------------------------------------------------------------------------------
+    def nets(self) -> list[nn.Module]:
+        """The recurrent net and its output layer V."""
+        return [self.net, self.head]
+
     def inputs(self, x: torch.Tensor) -> torch.Tensor:
         """x as [N, T, F]: characters become one-hot vectors; [N, T] signals (MNIST-1D) get one feature per step."""
         return self.task.inputs(x, self.head.weight.dtype)

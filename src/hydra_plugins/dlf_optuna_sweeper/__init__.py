@@ -1,16 +1,16 @@
 """dlf's Optuna sweeper: hydra-optuna-sweeper's, with a failed trial recorded as failed and the search going on.
 
-`hydra/sweeper=optuna` (and every `hparams_search=*`) composes the plugin's config; dlf.sweep.use_dlf_optuna then
+`hydra/sweeper=optuna` (and every `hparams_search=*`) composes the plugin's config; dlf.run.sweep.use_dlf_optuna then
 names this class as its `_target_` (and max_failure_rate 1.0) before Hydra makes the sweeper. Hydra makes sweepers
 only from the `hydra_plugins` package, hence this package beside `dlf` (installed with it). Without the [sweep] extra
 it defines nothing (Hydra imports every module of `hydra_plugins` at start-up).
-A job that failed, diverged or never validated returns NaN (`dlf.train._task`). The plugin hands NaN to
+A job that failed, diverged or never validated returns NaN (`dlf.run.train._task`). The plugin hands NaN to
 `study.tell(values=[nan])`, which Optuna refuses; its fallback then tells FAIL *with* that value, which Optuna refuses
 too, and that ValueError ended the whole search after its first bad trial. Here the launcher's returns pass through
 `_Trials` first: a NaN becomes Hydra's own failed JobReturn, so the plugin tells Optuna `TrialState.FAIL` with no value
 (the sampler leaves the trial out of its model), logs "Failed experiment: job <n> ..." and asks for the next trial.
 Where every trial failed, Optuna has no best trial (`study.best_trial` raises): one line says so and the sweep ends
-as any other, with its summary (dlf.sweep.SweepSummary) and `dlf.cli`'s "k of n jobs of the sweep failed".
+as any other, with its summary (dlf.tools.summary.SweepSummary) and `dlf.run.cli`'s "k of n jobs of the sweep failed".
 """
 
 from __future__ import annotations
@@ -25,7 +25,7 @@ from dlf.errors import DlfError
 
 try:
     from hydra_plugins.hydra_optuna_sweeper.optuna_sweeper import OptunaSweeper as _PluginSweeper
-except ImportError:  # no [sweep] extra: nothing to extend (dlf.sweep.use_dlf_optuna never names this class then)
+except ImportError:  # no [sweep] extra: nothing to extend (dlf.run.sweep.use_dlf_optuna never names this class then)
     _PluginSweeper = None
 
 

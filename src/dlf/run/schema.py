@@ -1,13 +1,13 @@
 """Typed config schemas: the types of the keys that matter, declared once as dataclasses and registered in Hydra's
 ConfigStore (group `schema`), so that Hydra checks them while it composes the config: `seed=abc`, `optimizer.lr=abc`,
-`data.batch_size=1.5` or `trainer.max_epochs=ten` fail before any dlf code runs, and `dlf.cli.explain` turns Hydra's
-error into dlf's one line (`dlf.checks.message`). The config files pull them in with their defaults list, e.g. optimizer/sgd.yaml:
+`data.batch_size=1.5` or `trainer.max_epochs=ten` fail before any dlf code runs, and `dlf.run.cli.explain` turns Hydra's
+error into dlf's one line (`dlf.errors.message`). The config files pull them in with their defaults list, e.g. optimizer/sgd.yaml:
 `defaults: [/schema@_here_: optimizer, _self_]`.
 
 Each schema is registered as a plain (open) node whose leaves are typed, not as a structured config: a structured node
 refuses `~key` deletions and keys its dataclass does not name, and dlf takes every Hydra override form (`~optimizer.
 weight_decay`, `+trainer.benchmark=true`). Unknown keys are still refused by Hydra's struct mode, as for any config.
-Ranges and rules across fields are checked after composition, in dlf.checks, with the same words (`checks.RULES`).
+Ranges and rules across fields are checked after composition, in dlf.run.checks, with the same words (`checks.RULES`).
 
 Nothing here imports torch.
 """
@@ -74,7 +74,7 @@ def open_node(schema: type) -> DictConfig:
 
 
 def register() -> None:
-    """Put the schemas in Hydra's ConfigStore as schema/<name> (done on `import dlf.train`)."""
+    """Put the schemas in Hydra's ConfigStore as schema/<name> (done on `import dlf.run.train`)."""
     cs = ConfigStore.instance()
     for name, schema in SCHEMAS.items():
         cs.store(group="schema", name=name, node=open_node(schema))

@@ -1,15 +1,15 @@
 """The start-up checks of a composed config: one small function per concern, run in order by `check_config` (the
-table `CHECKS`). They run once, in `dlf.train.prepare` (called by `dlf.cli.Startup` before Hydra makes a run dir) and
+table `CHECKS`). They run once, in `dlf.run.train.prepare` (called by `dlf.run.cli.Startup` before Hydra makes a run dir) and
 before torch is imported (only the GPU and DDP checks import it, and only for a GPU or DDP run), so a typo costs a
 second, not a training run. Each failure is one `DlfError` line naming the value and the fix; the catalogue is
 docs/bad_inputs.md.
 
-The types of the keys that matter are declared in `dlf.schema` (dataclasses in Hydra's ConfigStore) and checked by
+The types of the keys that matter are declared in `dlf.run.schema` (dataclasses in Hydra's ConfigStore) and checked by
 Hydra as it composes; the checks here add what a type cannot say (ranges, one field against another), in the same
 words for the same key (`message`). They still take a value of any type: a config built in code
 (`OmegaConf.create`, `open_dict`) has no schema. Rules that need the data or the built model (a model that cannot
 take a dataset, a metric the model never logs) stay with the system or data module. A rule that also guards library use
-(a data module or net built without the CLI) is a function here that both call: `batch_size`, `impl`.
+(a data module or net built without the CLI) lives in dlf.errors, which both call: `check_batch_size`, `check_impl`.
 """
 
 from __future__ import annotations
@@ -18,38 +18,15 @@ import re
 
 from omegaconf import DictConfig, OmegaConf
 
-from dlf.errors import DlfError
+from dlf.errors import IMPLS, RULES, DlfError, is_int, message  # noqa: F401 - IMPLS, RULES: read by tests and docs
+from dlf.errors import check_batch_size as batch_size
+from dlf.errors import check_impl as impl
 
 PRECISIONS = ("64", "64-true", "32", "32-true", "16", "16-mixed", "16-true", "bf16", "bf16-mixed", "bf16-true",
               "transformer-engine", "transformer-engine-float16")
-IMPLS = ("torch", "scratch")  # every family's twin: torch.nn / autograd, or the equations written out
 # Keys an older dlf read that live elsewhere now (README, Changelog): the old key -> where it went.
 MOVED = {"lr_table": "model.lr_table", "adam_betas": "model.adam_betas",
          "model.lr_decay": "the scheduler group (scheduler=linear | none)"}
-
-
-# What a key must be and how to fix it: the words of the one-line error for a wrong type (the keys dlf.schema types,
-# caught by Hydra as it composes; dlf.cli.explain) and for a value out of range (the checks below) alike.
-RULES = {
-    "seed": ("an integer in [0, 2**32)", "set e.g. seed=42"),
-    "optimizer.lr": ("a positive number", "set e.g. optimizer.lr=0.01"),
-    "data.batch_size": ("a positive integer", "set e.g. data.batch_size=64"),
-    "trainer.max_epochs": ("an integer (-1: no limit)", "set e.g. trainer.max_epochs=10"),
-    "trainer.max_steps": ("an integer (-1: no limit)", "set e.g. trainer.max_steps=1000"),
-    "trainer.min_epochs": ("an integer >= 0", "set e.g. trainer.min_epochs=1"),
-    "trainer.check_val_every_n_epoch": ("a positive integer", "set e.g. trainer.check_val_every_n_epoch=1"),
-    "trainer.log_every_n_steps": ("a positive integer", "set e.g. trainer.log_every_n_steps=10"),
-}
-
-
-def message(key: str, value) -> str:
-    """The one line for `key` holding a bad `value` (its rule from RULES, else the key's type)."""
-    what, fix = RULES.get(key, ("of another type", f"see `python train.py --cfg job` for {key}'s value"))
-    return f"{key}={value!r} must be {what}: {fix}"
-
-
-def _is_int(v) -> bool:
-    return isinstance(v, int) and not isinstance(v, bool)
 
 
 def _is_num(v) -> bool:
@@ -59,23 +36,10 @@ def _is_num(v) -> bool:
 def _int_at_least(v, low: int, name: str, example: str, none_ok: bool = False) -> None:
     if v is None and none_ok:
         return
-    if not _is_int(v) or v < low:
+    if not is_int(v) or v < low:
         what = "an integer" if low <= -1 else ("a positive integer" if low == 1 else f"an integer >= {low}")
         extra = " (-1: no limit)" if low == -1 else ""
         raise DlfError(f"{name}={v!r} must be {what}{extra}: set e.g. {name}={example}")
-
-
-# ---- shared with library use (data modules, nets) -------------------------------------------------------------------
-def batch_size(v) -> None:
-    """data.batch_size: a positive integer (also checked where a loader is made, for data modules built in code)."""
-    if not _is_int(v) or v <= 0:
-        raise DlfError(message("data.batch_size", v))
-
-
-def impl(v, key: str = "model.net.impl") -> None:
-    """A from-scratch twin or torch's own layers (also checked where a net or a GAN loss is built in code)."""
-    if v not in IMPLS:
-        raise DlfError(f"{key}={v!r} is not known: choose torch or scratch")
 
 
 # ---- the config checks, one per concern -----------------------------------------------------------------------------
@@ -103,7 +67,7 @@ def moved_keys(cfg: DictConfig) -> None:
 
 def seed(cfg: DictConfig) -> None:
     s = cfg.get("seed")
-    if not _is_int(s) or not 0 <= s < 2**32:
+    if not is_int(s) or not 0 <= s < 2**32:
         raise DlfError(message("seed", s))
 
 
@@ -140,7 +104,7 @@ def trainer_loop(cfg: DictConfig) -> None:
     _int_at_least(t.get("max_steps"), -1, "trainer.max_steps", "1000", none_ok=True)
     _int_at_least(t.get("min_epochs"), 0, "trainer.min_epochs", "1", none_ok=True)
     me, mi = t.get("max_epochs"), t.get("min_epochs")
-    if _is_int(me) and _is_int(mi) and me >= 0 and mi > me:
+    if is_int(me) and is_int(mi) and me >= 0 and mi > me:
         raise DlfError(f"trainer.min_epochs={mi} is more than trainer.max_epochs={me}: lower trainer.min_epochs")
     _int_at_least(t.get("check_val_every_n_epoch"), 1, "trainer.check_val_every_n_epoch", "1", none_ok=True)
     _int_at_least(t.get("log_every_n_steps"), 1, "trainer.log_every_n_steps", "10", none_ok=True)
@@ -168,7 +132,7 @@ def trainer_hardware(cfg: DictConfig) -> None:
                        "16-mixed / bf16-mixed on a GPU")
     dev = t.get("devices")
     listed = hasattr(dev, "__len__") and not isinstance(dev, str)
-    if dev is not None and dev != "auto" and not listed and not (_is_int(dev) and (dev >= 1 or dev == -1)):
+    if dev is not None and dev != "auto" and not listed and not (is_int(dev) and (dev >= 1 or dev == -1)):
         raise DlfError(f"trainer.devices={dev!r} must be a positive integer or auto: set trainer.devices=1")
     accel = str(t.get("accelerator", "auto")).lower()
     if accel not in ("auto", "cpu", "gpu", "cuda", "mps", "tpu"):

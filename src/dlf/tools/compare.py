@@ -1,0 +1,294 @@
+"""`dlf-compare <dir>` (or `python -m dlf.tools.compare <dir>`): compare the runs under a dir — a sweep dir, or any dir of runs.
+
+Writes <dir>/sweep.csv and sweep.md (one row per run: overrides, status, the monitored metric's best and last, steps,
+wall time, the one-line error of a failed job) and sweep.png (every run's training cost on one labelled axis, and the
+monitored metric), and prints their paths. The end of every multirun does the same (dlf.tools.summary.SweepSummary).
+
+Per run it reads `result.json` (what the job wrote at its end), `.hydra/hydra.yaml` (its overrides) and its TensorBoard
+event files with TensorBoard's own reader. A damaged event file (truncated, bytes flipped, zero-filled) gives one line
+naming that run and marks its row; the other runs are summarized as usual.
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import json
+import math
+import os
+import re
+import sys
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from dlf.errors import DlfError
+from dlf.tools.events import read_scalars
+
+COST_TAGS = (("train/loss",), ("train/d_loss", "train/g_loss"))  # the MLP/RNN/LSTM/CNN cost; the GAN's two costs
+STYLES = ("-", "--", ":")
+
+
+@dataclass
+class Run:
+    dir: Path
+    job: int | None = None
+    label: str = ""
+    overrides: list[str] = field(default_factory=list)  # its command-line overrides, less the ones left out of dir names
+    status: str = "unknown"
+    monitor: str | None = None
+    mode: str | None = None
+    best: float | None = None
+    last: float | None = None
+    steps: int | None = None
+    wall_s: float | None = None
+    notes: list[str] = field(default_factory=list)
+    curves: dict[str, tuple[list[int], list[float]]] = field(default_factory=dict)
+    damaged: str | None = None  # one line when an event file could not be read to its end
+
+
+def find_runs(root: Path) -> list[Path]:
+    """Run dirs under root (root itself if it is one): dirs holding .hydra/, result.json or tensorboard/."""
+    def is_run(d: Path) -> bool:
+        return (d / ".hydra").is_dir() or (d / "result.json").is_file() or (d / "tensorboard").is_dir()
+
+    if is_run(root):
+        return [root]
+    found = []
+    for d, subdirs, _ in os.walk(root):
+        subdirs[:] = sorted(s for s in subdirs if not s.startswith("."))  # .submitit/, .hydra/ of the sweep
+        if d != str(root) and is_run(Path(d)):
+            found.append(Path(d))
+            subdirs[:] = []
+    return found
+
+
+def _float(x) -> float | None:
+    try:
+        return None if x is None else float(x)
+    except (TypeError, ValueError):
+        return None
+
+
+def read_run(run_dir: Path) -> Run:
+    """What one run left: its result.json, its overrides and monitor from .hydra/, its scalar curves."""
+    from omegaconf import OmegaConf
+
+    run = Run(dir=run_dir, label=run_dir.name)
+    m = re.match(r"(\d+)(_|$)", run_dir.name)
+    run.job = int(m.group(1)) if m else None
+    hydra_yaml, config_yaml = run_dir / ".hydra" / "hydra.yaml", run_dir / ".hydra" / "config.yaml"
+    if hydra_yaml.is_file():
+        hydra = OmegaConf.load(hydra_yaml).hydra
+        run.label = str(hydra.job.get("override_dirname") or "") or "(defaults)"
+        run.job = hydra.job.get("num", run.job)
+        skip = set(OmegaConf.select(hydra, "job.config.override_dirname.exclude_keys", default=[]) or [])
+        run.overrides = [str(o) for o in hydra.overrides.task if str(o).split("=", 1)[0].lstrip("+~") not in skip]
+    if config_yaml.is_file():
+        cfg = OmegaConf.load(config_yaml)
+        run.monitor = OmegaConf.select(cfg, "monitor", throw_on_resolution_failure=False)
+        run.mode = OmegaConf.select(cfg, "monitor_mode", throw_on_resolution_failure=False)
+    result_file = run_dir / "result.json"
+    if result_file.is_file():
+        try:
+            res = json.loads(result_file.read_text())
+        except (OSError, ValueError) as e:
+            res = {}
+            run.notes.append(f"result.json unreadable ({type(e).__name__})")
+        run.status = str(res.get("status", "unknown"))
+        run.monitor, run.mode = res.get("monitor", run.monitor), res.get("mode", run.mode)
+        run.best, run.last, run.wall_s = _float(res.get("best")), _float(res.get("last")), _float(res.get("wall_s"))
+        run.steps = res.get("steps")
+        if res.get("error"):
+            run.notes.append(str(res["error"]).strip().splitlines()[0][:200])
+    else:
+        run.notes.append("no result.json (still running, killed, or made before dlf wrote one)")
+    run.curves, run.damaged = read_scalars(run_dir)
+    if run.damaged:
+        run.notes.append(f"event file damaged ({run.damaged}): curves end where it breaks")
+    series = run.curves.get(str(run.monitor)) if run.monitor else None
+    if not result_file.is_file() and series and series[1]:  # no result: the event files still tell best and last
+        pick = max if run.mode == "max" else min
+        run.best, run.last = pick(series[1]), series[1][-1]
+    if run.steps is None:
+        run.steps = max((c[0][-1] for t, c in run.curves.items() if t.startswith("train/") and c[0]), default=None)
+    return run
+
+
+def _fmt(x, digits: int = 4) -> str:
+    if x is None:
+        return ""
+    if isinstance(x, float):
+        return "nan" if math.isnan(x) else f"{x:.{digits}g}"
+    return str(x)
+
+
+def best_run(runs: list[Run]) -> Run | None:
+    """The run with the best monitored value, if every run monitors the same metric the same way."""
+    if len({(r.monitor, r.mode) for r in runs}) != 1:
+        return None
+    ok = [r for r in runs if r.status == "ok" and r.best is not None and math.isfinite(r.best)]
+    if not ok:
+        return None
+    return (max if runs[0].mode == "max" else min)(ok, key=lambda r: r.best)
+
+
+HEADER = ("job", "overrides", "status", "monitor", "best", "last", "steps", "wall_s", "note", "run_dir")
+
+
+def _row(r: Run) -> list[str]:
+    wall = None if r.wall_s is None else round(r.wall_s, 1)
+    return [_fmt(r.job), r.label, r.status + (" (events damaged)" if r.damaged else ""), r.monitor or "",
+            _fmt(r.best), _fmt(r.last), _fmt(r.steps), _fmt(wall), "; ".join(r.notes), str(r.dir)]
+
+
+def write_csv(runs: list[Run], path: Path) -> None:
+    with open(path, "w", newline="") as f:
+        w = csv.writer(f)
+        w.writerow(HEADER)
+        w.writerows(_row(r) for r in runs)
+
+
+def fixed_overrides(runs: list[Run]) -> list[str]:
+    """The overrides every run of a sweep shares (empty for a single run)."""
+    if len(runs) < 2 or not all(r.overrides for r in runs):
+        return []
+    return sorted(set.intersection(*(set(r.overrides) for r in runs)))
+
+
+def markdown(runs: list[Run], figure: str | None, common: list[str] = ()) -> str:
+    best = best_run(runs)
+    counts = ", ".join(f"{sum(r.status == s for r in runs)} {s}" for s in dict.fromkeys(r.status for r in runs))
+    lines = [f"# Sweep summary: {len(runs)} runs ({counts})", ""]
+    if common:
+        lines += [f"Every run: `{' '.join(common)}`", ""]
+    if best is not None:
+        lines += [f"Best by {best.monitor} ({best.mode}): job {_fmt(best.job)} `{best.label}`, {_fmt(best.best)}", ""]
+    lines += ["| " + " | ".join(HEADER[:-1]) + " |", "|" + "---|" * (len(HEADER) - 1)]
+    for r in runs:
+        cells = [c.replace("|", "\\|") for c in _row(r)[:-1]]
+        if r is best:
+            cells[1] = f"**{cells[1]}**"
+        lines.append("| " + " | ".join(cells) + " |")
+    if figure:
+        lines += ["", f"![training cost and {runs[0].monitor or 'monitored metric'} of every run]({figure})"]
+    return "\n".join(lines) + "\n"
+
+
+def plot(runs: list[Run], path: Path) -> bool:
+    """sweep.png: each run's training cost on one axis (legend: its overrides), the monitored metric beside it."""
+    from matplotlib.figure import Figure
+
+    with_curves = [r for r in runs if r.curves]
+    if not with_curves:
+        return False
+    fig = Figure(figsize=(13, 5.2), layout="constrained")
+    ax_cost, ax_mon = fig.subplots(1, 2)
+    palette = [f"C{i}" for i in range(10)] if len(with_curves) <= 10 else None
+    cost_names: set[str] = set()
+    positive = True
+    for i, r in enumerate(with_curves):
+        color = palette[i] if palette else _cmap(i, len(with_curves))
+        label = _short(f"{_fmt(r.job)} {r.label}" if r.job is not None else r.label)
+        label += f"  [{r.status}]" if r.status not in ("ok", "unknown") else ""
+        tags = next((t for t in COST_TAGS if any(x in r.curves for x in t)), ())
+        for tag, style in zip(tags, STYLES):
+            if tag in r.curves:
+                steps, values = r.curves[tag]
+                ax_cost.plot(steps, values, style, color=color, lw=1.3, label=label if tag == tags[0] else None)
+                cost_names.add(tag)
+                positive &= all(v > 0 for v in values if math.isfinite(v))
+        if r.monitor and r.monitor in r.curves:
+            steps, values = r.curves[r.monitor]
+            ax_mon.plot(steps, values, "-o" if len(steps) < 40 else "-", ms=3, color=color, label=label)
+    names = [t for tags in COST_TAGS for t in tags if t in cost_names]
+    ax_cost.set_title("training cost: " + ", ".join(f"{n} ({('solid', 'dashed', 'dotted')[k % 3]})" if len(names) > 1
+                                                    else n for k, n in enumerate(names)))
+    ax_cost.set_xlabel("step")
+    ax_cost.set_ylabel("cost" + (" (log scale)" if positive else ""))
+    if positive and cost_names:
+        ax_cost.set_yscale("log")
+    monitors = sorted({r.monitor for r in with_curves if r.monitor})
+    modes = sorted({r.mode for r in with_curves if r.mode})
+    ax_mon.set_title("monitored: " + (", ".join(monitors) or "none") + (f" ({modes[0]} is best)" if len(modes) == 1 else ""))
+    ax_mon.set_xlabel("step")
+    ax_mon.set_ylabel(monitors[0] if len(monitors) == 1 else "value")
+    mon_values = [v for line in ax_mon.get_lines() for v in line.get_ydata() if math.isfinite(v)]
+    if mon_values and min(mon_values) > 0 and max(mon_values) / min(mon_values) > 100:  # orders of magnitude apart
+        ax_mon.set_yscale("log")
+    for ax in (ax_cost, ax_mon):
+        ax.grid(alpha=0.3)
+    handles, labels = ax_cost.get_legend_handles_labels()
+    if not handles:
+        handles, labels = ax_mon.get_legend_handles_labels()
+    fig.legend(handles, labels, loc="outside right upper", fontsize=8, title="run (overrides)", title_fontsize=8)
+    fig.savefig(path, dpi=110)
+    return True
+
+
+def _cmap(i: int, n: int):
+    from matplotlib import colormaps
+
+    return colormaps["viridis"](i / max(1, n - 1))
+
+
+def _short(label: str, n: int = 60) -> str:
+    return label if len(label) <= n else label[: n - 1] + "…"
+
+
+@dataclass
+class Report:
+    dir: Path
+    runs: list[Run]
+    paths: list[Path]
+
+    def text(self) -> str:
+        lines = [f"dlf-compare: {r.dir.name}: event file damaged ({r.damaged}): row marked, curves end where it breaks"
+                 for r in self.runs if r.damaged]
+        lines += [(self.dir / "sweep.md").read_text().rstrip(), "", "Sweep summary written:"]
+        lines += [f"  {p}" for p in self.paths]
+        return "\n".join(lines)
+
+
+def summarize(root: Path, out: Path | None = None, figure: bool = True) -> Report:
+    """Read every run under root; write sweep.csv, sweep.md and (figure=True) sweep.png into out (default root)."""
+    root, out = Path(root), Path(out or root)
+    if not root.is_dir():
+        raise DlfError(f"{root} is not a directory: pass a sweep dir (logs/<task>/multiruns/<time>) or a dir of runs")
+    dirs = find_runs(root)
+    if not dirs:
+        raise DlfError(f"no runs under {root}: pass a sweep dir (logs/<task>/multiruns/<time>) or a dir of run dirs")
+    runs = sorted((read_run(d) for d in dirs), key=lambda r: (r.job is None, r.job if r.job is not None else 0, str(r.dir)))
+    common = fixed_overrides(runs)
+    for r in runs:  # label a run by what differs between the runs: optimizer=adam, not the overrides they all share
+        if common and r.overrides:
+            r.label = ",".join(o for o in sorted(r.overrides) if o not in common) or "(the shared overrides only)"
+    seen: dict[str, int] = {}
+    for r in runs:  # two runs with the same overrides (e.g. two plain runs) are told apart by their dir
+        seen[r.label] = seen.get(r.label, 0) + 1
+    for r in runs:
+        if seen[r.label] > 1 and r.job is None:
+            r.label = f"{r.label} [{r.dir.name}]"
+    out.mkdir(parents=True, exist_ok=True)
+    png = out / "sweep.png"
+    drew = figure and plot(runs, png)
+    (out / "sweep.md").write_text(markdown(runs, png.name if drew else None, common))
+    write_csv(runs, out / "sweep.csv")
+    return Report(out, runs, [out / "sweep.md", out / "sweep.csv"] + ([png] if drew else []))
+
+
+def main(argv: list[str] | None = None) -> None:
+    p = argparse.ArgumentParser(prog="dlf-compare", description=__doc__.split("\n\n")[0])
+    p.add_argument("dir", type=Path, help="a sweep dir (logs/<task>/multiruns/<time>) or any dir of run dirs")
+    p.add_argument("--out", type=Path, default=None, help="where sweep.csv/md/png go (default: the dir itself)")
+    p.add_argument("--no-figure", action="store_true", help="tables only")
+    args = p.parse_args(argv)
+    try:
+        report = summarize(args.dir, args.out, figure=not args.no_figure)
+    except DlfError as e:
+        print(f"dlf: error: {e}", file=sys.stderr)
+        sys.exit(2)
+    print(report.text())
+
+
+if __name__ == "__main__":
+    main()

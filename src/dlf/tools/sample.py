@@ -1,0 +1,95 @@
+"""Generate text from a trained character-level language model (`dlf-sample`, or `python scripts/sample.py`).
+
+    dlf-sample logs/lstm_text/runs/<run> --prompt "The sun rises in the" --temperature 0.8 --length 300 --top-k 5
+
+Reads the run's saved config (<run dir>/.hydra/config.yaml) and its checkpoint (checkpoints/best.ckpt, else last.ckpt;
+loaded with weights_only=True), prints the k most likely next characters after the prompt, then a sample: each next
+character drawn from softmax(V h_t / temperature) (temperature 0: always the most likely one).
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+import torch
+
+from dlf.errors import DlfError, require
+
+
+def load_model(path: str | Path):
+    """The trained SequenceSystem (eval mode, CPU) and its data facts (dlf.run.checkpoint.load_system)."""
+    from dlf.run.checkpoint import load_system
+
+    model = load_system(path)  # a run dir (best.ckpt, else last.ckpt) or a checkpoint file in one
+    facts = model.facts
+    require(facts.target == "next_token", f"{path} is a model of data={facts.name}, not a language model: "
+                                          "sample from a run trained with data=text")
+    return model, facts
+
+
+def encode(text: str, vocab: list[str]) -> torch.Tensor:
+    index = {c: i for i, c in enumerate(vocab)}
+    unknown = sorted({c for c in text if c not in index})
+    require(not unknown, f"the prompt has characters the model never saw: {''.join(unknown)!r}; "
+                         f"use only these: {''.join(vocab)!r}")
+    return torch.tensor([[index[c] for c in text]], dtype=torch.int64)
+
+
+@torch.no_grad()
+def next_char_probs(model, prompt: str, vocab: list[str]):
+    """P(next character | prompt) [V] and the state after the prompt."""
+    hs, state = model.encode(model.inputs(encode(prompt, vocab)))
+    return torch.softmax(model.head(hs[:, -1]), -1)[0], state
+
+
+@torch.no_grad()
+def generate(model, prompt: str, vocab: list[str], length: int = 200, temperature: float = 0.8,
+             seed: int = 0) -> str:
+    require(temperature >= 0, f"--temperature={temperature} must be >= 0 (0: always the most likely character)")
+    gen = torch.Generator().manual_seed(seed)
+    hs, state = model.encode(model.inputs(encode(prompt, vocab)))
+    logits, out = model.head(hs[:, -1])[0], []
+    for _ in range(length):
+        if temperature == 0:
+            c = int(logits.argmax())
+        else:
+            c = int(torch.multinomial(torch.softmax(logits / temperature, -1), 1, generator=gen))
+        out.append(vocab[c])
+        hs, state = model.encode(model.inputs(torch.tensor([[c]])), state=state)  # one step, carrying h (and C)
+        logits = model.head(hs[:, -1])[0]
+    return prompt + "".join(out)
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(prog="dlf-sample", description=__doc__.split("\n")[0])
+    ap.add_argument("run", help="a run dir (logs/<task>/runs/<time>) or a checkpoint file")
+    ap.add_argument("--prompt", default="The sun rises in the")
+    ap.add_argument("--length", type=int, default=300, help="characters to generate")
+    ap.add_argument("--temperature", type=float, default=0.8)
+    ap.add_argument("--top-k", type=int, default=5, help="show the k most likely next characters after the prompt")
+    ap.add_argument("--seed", type=int, default=0)
+    args = ap.parse_args(argv)
+    try:
+        require(args.prompt != "", "--prompt must not be empty")
+        model, facts = load_model(args.run)
+        probs, _ = next_char_probs(model, args.prompt, facts.vocab)
+        top = torch.topk(probs, min(args.top_k, len(probs)))
+        print(f"Top {len(top.indices)} next characters after {args.prompt!r}:")
+        for p, i in zip(top.values.tolist(), top.indices.tolist()):
+            print(f"  {facts.vocab[i]!r:6} {p:.3f}")
+        print(f"\nSample (temperature {args.temperature}):")
+        print(generate(model, args.prompt, facts.vocab, args.length, args.temperature, args.seed))
+    except DlfError as e:
+        print(f"dlf-sample: error: {e}", file=sys.stderr)
+        return 2
+    return 0
+
+
+def cli() -> None:
+    sys.exit(main())
+
+
+if __name__ == "__main__":
+    cli()

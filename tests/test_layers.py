@@ -160,3 +160,19 @@ def test_a_system_is_built_in_one_place():
                 builders.append(f"{path.relative_to(root)}:{i}")
     ours = [b for b in builders if not b.startswith("scripts/bench_workloads.py")]
     assert len(ours) == 1 and ours[0].startswith("src/dlf/run/build.py:"), builders
+
+
+def test_design_md_lists_every_module():
+    """docs/design.md's layout names every module of src/dlf (a package's modules by their file name under it)."""
+    text = (SRC.parent / "docs" / "design.md").read_text()
+    layout = text[text.index("## Layout"):text.index("## Decisions")]
+    missing = []
+    for path in sorted(PKG.rglob("*.py")):
+        rel = path.relative_to(SRC).as_posix()
+        if path.name == "__init__.py" and path.parent != PKG:
+            continue
+        listed = f"src/{rel}" in layout or (f"src/{path.parent.relative_to(SRC).as_posix()}/" in layout
+                                            and f"  {path.name} " in layout)
+        if not listed and path.stem not in {m.split(".")[1] for m in SHIMS}:
+            missing.append(rel)
+    assert not missing, f"docs/design.md's layout does not list {missing}"

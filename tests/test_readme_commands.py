@@ -9,7 +9,7 @@ How a command runs:
   progress bar on, logs under its own folder (DLF_ROOT), with TRAIN_BUDGET appended (one epoch of two batches, one
   validation and one test batch; a resume, `ckpt_path=...`, gets two epochs so that it trains on; an Optuna search two
   trials) and the shared data cache (`paths.data_dir`), so MNIST-1D is generated once. `python train.py` runs through
-  the tests' fork server (tests/cli_server.py: the same `dlf.train.cli()` after its imports), `dlf-train` as the
+  the tests' fork server (tests/cli_server.py: the same `dlf.run.cli.cli()` after its imports), `dlf-train` as the
   installed console script (its `PYTHONPATH=.` must reach the interpreter).
 - `dlf-generate|dlf-sample|dlf-compare`: the console script next to this Python (else `python -c` calling the same
   entry point), this checkout's src/ first on PYTHONPATH.
@@ -235,8 +235,9 @@ def _setup_bad_input(text: str, cwd: Path, made: Made) -> tuple[str, dict, list]
 
 
 # ---- running one command -------------------------------------------------------------------------------------------
-TOOL_ENTRY = {"dlf-generate": "dlf.generate:main", "dlf-sample": "dlf.sample:cli", "dlf-compare": "dlf.compare:main",
-              "dlf-train": "dlf.cli:cli"}
+TOOL_ENTRY = {"dlf-generate": "dlf.tools.generate:main", "dlf-sample": "dlf.tools.sample:cli",
+              "dlf-compare": "dlf.tools.compare:main",
+              "dlf-train": "dlf.run.cli:cli"}
 
 
 def _tool_argv(name: str) -> list[str]:

@@ -83,6 +83,7 @@ SCRIPT_BUDGET = {  # script -> flags appended (argparse: the last value wins) or
     "scripts/reproduce.py": ["--quick", "--out", "{tmp}/results.md", "--workdir", "{tmp}/work"],
     "scripts/run_notebooks.py": ["--check"],  # execute only: the stored notebooks stay as they are
     "scripts/gan_probe.py": ["--steps", "20", "--every", "10"],
+    "scripts/readme_tables.py": ["--check"],  # check only: the README of this checkout is never rewritten by a test
 }
 SCRIPT_ENV = {"scripts/bench_all.sh": {"REPEATS": "1", "EXTRA": "--steps 3"}}
 NO_BUDGET_FLAGS = {"--help", "--cfg", "--info", "--hydra-help", "-h"}

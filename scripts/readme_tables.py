@@ -60,7 +60,8 @@ GROUPS = [
     Group("logger", "`tensorboard`: Lightning's logger, writing on the training thread (`logger.tensorboard.flush_every_s`: "
           "seconds between flushes, default 1)", ["tensorboard", "csv", "none"]),
     Group("callbacks", "checkpoints, one model summary (`trainer.enable_model_summary=false`: none), cost curve; model "
-          "configs add their diagnostics", ["default"]),
+          "configs add their diagnostics; `early_stopping` adds Lightning's `EarlyStopping` on `monitor` "
+          "(`callbacks.early_stopping.patience=3`, `.min_delta=0.0`)", ["default", "early_stopping"]),
     Group("experiment", "whole set-ups, e.g. the course's XOR exercise",
           ["xor_seed", "lstm_adding", "rnn_adding", "lstm_text", "lstm_mnist1d", "cnn1d_mnist1d", "cnn_fashion",
            "gan_ring", "gan_grid", "dcgan_fashion"]),

@@ -178,9 +178,16 @@ def impls(cfg: DictConfig) -> None:
 
 
 def callbacks(cfg: DictConfig) -> None:
-    """The checkpoint callbacks' cadence and how many to keep."""
+    """The checkpoint callbacks' cadence and how many to keep; early stopping's patience and least improvement."""
     for name, cb in (cfg.get("callbacks") or {}).items():
-        if not isinstance(cb, DictConfig) or not str(cb.get("_target_", "")).endswith(("ModelCheckpoint", "LastCheckpoint")):
+        target = str(cb.get("_target_", "")) if isinstance(cb, DictConfig) else ""
+        if target.endswith("EarlyStopping"):
+            _int_at_least(cb.get("patience"), 0, f"callbacks.{name}.patience", "3", none_ok=True)
+            d = cb.get("min_delta")
+            if d is not None and (not _is_num(d) or d < 0):
+                raise DlfError(f"callbacks.{name}.min_delta={d!r} must be a number >= 0 (the least change of `monitor` "
+                               f"that counts as an improvement): set e.g. callbacks.{name}.min_delta=0.001")
+        if not target.endswith(("ModelCheckpoint", "LastCheckpoint")):
             continue
         n = cb.get("every_n_train_steps")
         if n is not None:

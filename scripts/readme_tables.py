@@ -52,8 +52,12 @@ GROUPS = [
           mark_default=False),
     Group("optimizer", "`_partial_` torch optimizers; each reads the model's preferred rate from `model.lr_table`; "
           "`optimizer.lr=...` wins", ["sgd", "momentum", "adagrad", "rmsprop", "adam"]),
-    Group("scheduler", "`linear` decays the rate to zero over `trainer.max_steps` (`model=gan`, `dcgan` select it; each "
-          "of the GAN's two rates decays over its own optimizer's steps)", ["none", "linear"]),
+    Group("scheduler", "torch schedulers, with every optimizer and with the GAN's two: `linear` decays the rate to zero; "
+          "`cosine` warms it up linearly over `scheduler.warmup` (0.05) of the run, then follows half a cosine down to "
+          "`scheduler.eta_min`; both span `trainer.max_steps`, else the run's batches (`model=gan`, `dcgan` select "
+          "`linear`; each of the GAN's two rates spans its own optimizer's steps). `plateau` multiplies the rate by "
+          "`scheduler.factor` (0.5) after `scheduler.patience` (3) validations without a better `monitor`",
+          ["none", "linear", "cosine", "plateau"]),
     Group("trainer", "every key is a Lightning `Trainer` argument; see [Scaling out](#scaling-out)",
           ["default", "cpu", "gpu", "ddp", "ddp_cpu"],
           {"default": "accelerator auto", "ddp": "all CUDA GPUs", "ddp_cpu": "2 CPU processes"}),

@@ -101,6 +101,11 @@ class LastCheckpoint(Checkpoint):
         self._saved_at = trainer.global_step
 
     def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx):
+        # Not at the epoch's last batch: its end-of-epoch save follows, after the epoch's validation. Resumed from a
+        # save at that batch end, Lightning would not run the validation again (it counts it as run), and what that
+        # validation decides (the best checkpoint, early stopping, scheduler=plateau) would be lost.
+        if batch_idx + 1 >= trainer.num_training_batches:
+            return
         if self.every and trainer.global_step % self.every == 0 and trainer.global_step != self._saved_at:
             self.save(trainer)
 

@@ -42,4 +42,6 @@ def build_system(cfg: DictConfig, facts, optimizer=None, scheduler=None):
     from hydra.utils import instantiate
 
     build = instantiate(system_config(cfg.model), _partial_=True)
-    return build(facts=facts, optimizer=optimizer, scheduler=scheduler)
+    system = build(facts=facts, optimizer=optimizer, scheduler=scheduler)
+    system.monitor = cfg.get("monitor")  # what scheduler=plateau steps on (System.plateau_monitor)
+    return system

@@ -32,6 +32,7 @@ class System(FastLogging):
     # model.* keys a config holds that the constructor does not take (dlf.run.build leaves them out): a run option
     # (compile: dlf.run.speed) and the model's optimizer settings that the optimizer configs read (lr_table, adam_betas)
     CONFIG_KEYS: tuple[str, ...] = ("compile", "lr_table", "adam_betas")
+    monitor: str | None = None  # the run's `monitor` (dlf.run.build sets it): what scheduler=plateau steps on
 
     def __init__(self, facts: DataFacts, optimizer: Callable | None = None, scheduler: Callable | None = None):
         super().__init__()
@@ -162,12 +163,54 @@ class System(FastLogging):
             return "model.net.impl=scratch"
         return None
 
+    def steps_on_monitor(self) -> bool:
+        """Whether the schedule is stepped with the validated `monitor` value once a validation (scheduler=plateau:
+        torch's ReduceLROnPlateau) instead of once an optimizer step."""
+        func = getattr(self.scheduler_factory, "func", self.scheduler_factory)
+        return isinstance(func, type) and issubclass(func, torch.optim.lr_scheduler.ReduceLROnPlateau)
+
+    def plateau_monitor(self) -> str:
+        """The metric scheduler=plateau steps on: the run's `monitor` (one line if there is none)."""
+        if not self.monitor:
+            raise DlfError("scheduler=plateau lowers the rate when `monitor` stops improving, and this run has no "
+                           "monitor: set monitor=val/loss (or another metric the model logs), or pick another scheduler")
+        return self.monitor
+
+    def lr_scheduler_step(self, scheduler, metric) -> None:
+        """Lightning's stepping, but for scheduler=plateau, which step_plateau steps: Lightning steps an "epoch"
+        schedule after the epoch's last.ckpt is written, so a run resumed from it would miss that step."""
+        if not isinstance(scheduler, torch.optim.lr_scheduler.ReduceLROnPlateau):
+            super().lr_scheduler_step(scheduler, metric)
+
+    def on_validation_end(self):
+        self.step_plateau()
+
+    def step_plateau(self) -> None:
+        """scheduler=plateau: each ReduceLROnPlateau steps on the validated `monitor`, once a validation while
+        fitting. Here because the validation's values are in trainer.callback_metrics only once it ended, and before
+        the epoch's last.ckpt is written, so a run resumed from it continues from the stepped state. Families that
+        optimize manually (the GAN) get it too: Lightning steps no schedule of theirs."""
+        trainer = self.trainer
+        if trainer.sanity_checking or not self.steps_on_monitor() or trainer.state.fn != "fit":
+            return
+        value = trainer.callback_metrics.get(self.plateau_monitor())
+        if value is None:
+            raise DlfError(f"scheduler=plateau steps on monitor={self.monitor}, which this validation did not log: set "
+                           "monitor= to a metric the model validates (e.g. monitor=val/loss)")
+        scheds = self.lr_schedulers()
+        for sched in scheds if isinstance(scheds, list) else [scheds]:
+            sched.step(float(value))
+
     def configure_optimizers(self):
         if self.optimizer_factory is None:
             return torch.optim.Adam(self.parameters())
         opt = self.optimizer_factory(self.parameters())
         if self.scheduler_factory is None:
             return opt
+        if self.steps_on_monitor():  # stepped by step_plateau at each validation's end (Lightning keeps its state)
+            sched = {"scheduler": self.scheduler_factory(opt), "monitor": self.plateau_monitor(), "interval": "epoch",
+                     "strict": False}
+            return {"optimizer": opt, "lr_scheduler": sched}
         sched = self.scheduler_factory(opt, **self.schedule_length())
         return {"optimizer": opt, "lr_scheduler": {"scheduler": sched, "interval": "step"}}
 

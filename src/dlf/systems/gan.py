@@ -12,7 +12,9 @@ every generator step (torch.optim.swa_utils.AveragedModel); scoring, figures and
 
 Lightning 2 manual optimization: two optimizers (D first, G second) built from the top-level `optimizer` group
 unless the model config gives `d_optimizer` / `g_optimizer`; `toggle_optimizer` freezes the other net's parameters
-during a step; schedulers (e.g. scheduler=linear) are stepped here, once per step of their optimizer. Lightning counts
+during a step; schedulers (e.g. scheduler=linear) are stepped here, once per step of their optimizer, and
+scheduler=plateau once a validation, with the validated `monitor` (Lightning steps no scheduler of a module that
+optimizes manually). Lightning counts
 every optimizer step in trainer.global_step, so runs are sized in epochs, not max_steps. Gradient clipping is done
 here (model.clip_grad_norm); Trainer(gradient_clip_val=...) cannot be used with manual optimization.
 """
@@ -142,7 +144,11 @@ class GANSystem(System):
     # ---- optimizers -------------------------------------------------------------------------------------------
     def _scheduler(self, opt, n_steps: int):
         """One optimizer's schedule, spanning that optimizer's own `n_steps` in this run: the GAN passes total_iters
-        itself (Lightning's trainer.max_steps counts the steps of both optimizers, so it sizes neither schedule)."""
+        itself (Lightning's trainer.max_steps counts the steps of both optimizers, so it sizes neither schedule).
+        scheduler=plateau has no length: it follows `monitor`."""
+        if self.steps_on_monitor():
+            self.plateau_monitor()  # one line now if the run has no monitor
+            return self.scheduler_factory(opt)
         return self.scheduler_factory(opt, total_iters=max(1, n_steps))
 
     def configure_optimizers(self):
@@ -175,7 +181,7 @@ class GANSystem(System):
         if self.clip_grad_norm:
             self.clip_gradients(opt, gradient_clip_val=self.clip_grad_norm, gradient_clip_algorithm="norm")
         opt.step()
-        if sched is not None:
+        if sched is not None and not self.steps_on_monitor():  # plateau: once a validation (System.step_plateau)
             sched.step()
 
     # ---- training: manual, two optimizers (System.training_step is replaced, System.step serves val and test) -----

@@ -23,7 +23,12 @@ CASES = [
     ("unknown-data", ["data=mnist2d"], ["unknown data 'mnist2d'", "mnist1d"]),
     ("unknown-optimizer", ["optimizer=adamw"], ["unknown optimizer 'adamw'", "adam"]),
     ("unknown-trainer", ["trainer=tpu"], ["unknown trainer 'tpu'", "cpu"]),
-    ("unknown-key", ["optimizer.lrr=0.1"], ["unknown option 'optimizer.lrr'", "+optimizer.lrr="]),
+    ("unknown-key", ["optimizer.lrr=0.1"], ["unknown option 'optimizer.lrr'", "did you mean optimizer.lr?",
+                                             "+optimizer.lrr="]),
+    ("unknown-key-nested", ["trainer.max_epoch=3"], ["unknown option 'trainer.max_epoch'",
+                                                     "did you mean trainer.max_epochs "]),
+    ("add-existing-key", ["model=cnn", "+trainer.limit_train_batches=20"],
+     ["'trainer.limit_train_batches' already exists", "drop the '+'", "write trainer.limit_train_batches=20"]),
     ("bad-syntax", ["optimizer.lr=[0.1"], ["cannot read the command line"]),
     # wrong types
     ("lr-not-a-number", ["optimizer.lr=abc"], ["optimizer.lr='abc'", "optimizer.lr=0.01"]),

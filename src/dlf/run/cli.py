@@ -230,21 +230,44 @@ def explain(e: BaseException) -> tuple[str, int]:
         return typed, 2
     m = re.search(r"Could not (?:override|delete from config\.) '([^']+)'", str(e))
     if isinstance(e, ConfigCompositionException) and m:
-        return _unknown_key(m.group(1)), 2
+        return _unknown_key(m.group(1), _near_keys(e)), 2
+    m = re.search(r"An item is already at '([^']+)'\.\s*Either remove \+ prefix: '([^']*)'", str(e))
+    if isinstance(e, ConfigCompositionException) and m:  # +key=value on a key the config has
+        key, override = m.groups()
+        return (f"option '{key}' already exists, so it cannot be added with '+': drop the '+' and write {override} "
+                f"(++{override} sets it whether it exists or not)"), 2
     if isinstance(e, (HydraException, OmegaConfBaseException)):
         return f"bad configuration: {one_line(e)}: check the spelling of the option and its value", 2
     return f"{type(cause).__name__}: {one_line(cause)} (set HYDRA_FULL_ERROR=1 for the full traceback)", 1
 
 
-def _unknown_key(key: str) -> str:
-    """The line for an override of a key the config does not have: where it moved, or where the keys are."""
+def _unknown_key(key: str, near: list[str] | None = None) -> str:
+    """The line for an override of a key the config does not have: where it moved, the nearest keys the config has,
+    or where the keys are."""
     moved = next((new for old, new in MOVED.items() if key == old or key.startswith(old + ".")), None)
     if moved is not None:
         return f"unknown option '{key}': it moved to {moved} (README, Changelog): write the override there"
     group = key.split(".")[0]
     where = f" (the keys of {group} are in dlf/configs/{group}/)" if (CONFIG_DIR / group).is_dir() else ""
-    return (f"unknown option '{key}'{where}: check its spelling (`python train.py --cfg job` prints every key), "
-            f"or add a new key with +{key}=...")
+    guess = f"did you mean {near[0]}{' (or ' + ', '.join(near[1:]) + ')' if near[1:] else ''}? Else " if near else ""
+    return (f"unknown option '{key}'{where}: {guess}check its spelling (`python train.py --cfg job` prints every "
+            f"key), or add a new key with +{key}=...")
+
+
+def _near_keys(e: BaseException) -> list[str]:
+    """The keys of the config node an unknown key was looked up in that are spelled most like it (at most 3).
+
+    Hydra's "Could not override" comes from OmegaConf's ConfigAttributeError / ConfigKeyError, which holds that node
+    of the composed config (`parent_node`) and the key not found in it: no second composition, no torch."""
+    import difflib
+
+    cause = e.__cause__
+    node, missing, full = (getattr(cause, a, None) for a in ("parent_node", "key", "full_key"))
+    if node is None or missing is None or not full or not hasattr(node, "keys"):
+        return []
+    prefix = str(full)[: -len(str(missing))] if str(full).endswith(str(missing)) else ""
+    names = [str(k) for k in node.keys() if not str(k).startswith("_")]
+    return [prefix + k for k in difflib.get_close_matches(str(missing), names, n=3, cutoff=0.6)]
 
 
 def _type_error(e: BaseException) -> str | None:

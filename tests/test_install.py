@@ -74,6 +74,18 @@ def test_user_model_and_data_through_config_dir(tmp_path):
     assert res["status"] == "ok" and res["monitor"] == "val/acc" and res["best"] >= 0.9, res  # 3 classes: chance 1/3
 
 
+def test_user_module_not_on_pythonpath_is_one_line(tmp_path):
+    """The example run without its folder on PYTHONPATH: the line names the _target_ and says to put the folder on
+    PYTHONPATH (before: `ModuleNotFoundError: No module named 'my_models'`)."""
+    r = run_train(["--config-dir", str(EXAMPLE / "configs"), "model=my_gru", "trainer=cpu", "logger=none",
+                   "hydra.run.dir=run"], cwd=tmp_path)
+    line = r.stderr.strip().splitlines()[-1]
+    assert r.returncode == 2 and "Traceback" not in r.stderr, r.stderr[-3000:]
+    assert line.startswith("dlf: error: data._target_='my_models.SineWaves' cannot be imported: no module named "
+                           "'my_models'") and "PYTHONPATH=. dlf-train" in line, line
+    assert json.loads((tmp_path / "run" / "result.json").read_text())["error"] == line[len("dlf: error: "):]
+
+
 def test_user_options_join_dlf_options_through_the_search_path(tmp_path):
     """hydra.searchpath finds the user's configs too, and an unknown option lists the user's options beside dlf's."""
     env = {"PYTHONPATH": os.pathsep.join([cli_env(tmp_path)["PYTHONPATH"], str(EXAMPLE)])}

@@ -205,6 +205,8 @@ def classify(error: BaseException, cfg: DictConfig | None = None) -> tuple[str, 
     status = "diverged" if isinstance(cause, Diverged) else "failed"
     if isinstance(cause, DlfError):
         return status, str(cause), 2
+    if (line := unimportable_target(error)) is not None:
+        return status, line, 2
     if cfg is not None and (line := one_line_timeout(cause, cfg)) is not None:  # [ddp]
         return status, line, 2  # [ddp]
     return status, f"{type(cause).__name__}: {one_line(cause)} (set HYDRA_FULL_ERROR=1 for the full traceback)", 1
@@ -225,6 +227,8 @@ def explain(e: BaseException) -> tuple[str, int]:
     if isinstance(e, OverrideParseException):
         return (f"cannot read the command line: {one_line(e)}: write overrides as key=value (quote values with spaces "
                 "or brackets)"), 2
+    if (line := unimportable_target(e)) is not None:
+        return line, 2
     typed = _type_error(e)
     if typed is not None:
         return typed, 2
@@ -268,6 +272,27 @@ def _near_keys(e: BaseException) -> list[str]:
     prefix = str(full)[: -len(str(missing))] if str(full).endswith(str(missing)) else ""
     names = [str(k) for k in node.keys() if not str(k).startswith("_")]
     return [prefix + k for k in difflib.get_close_matches(str(missing), names, n=3, cutoff=0.6)]
+
+
+def unimportable_target(e: BaseException) -> str | None:
+    """The line for a config's `_target_` whose module Python cannot import (Hydra's InstantiationException "Error
+    locating target", caused by a ModuleNotFoundError): typically a user's own module run without its folder on
+    PYTHONPATH (examples/user_model). None for any other error."""
+    chain, seen = [], e
+    while seen is not None and len(chain) < 20:
+        chain.append(seen)
+        seen = seen.__cause__ or seen.__context__
+    located = next((str(x) for x in chain if type(x).__name__ == "InstantiationException"
+                    and "Error locating target" in str(x)), None)
+    missing = next((x for x in chain if isinstance(x, ModuleNotFoundError)), None)
+    if located is None or missing is None:
+        return None
+    target = re.search(r"Error locating target '([^']+)'", located).group(1)
+    module = missing.name or "?"
+    where = (re.search(r"full_key: (\S+)", located) or [None, None])[1]
+    return (f"{where + '._target_' if where else '_target_'}='{target}' cannot be imported: no module named "
+            f"'{module}' on Python's path: put the folder that holds it on PYTHONPATH (from that folder: "
+            f"`PYTHONPATH=. dlf-train ...`), or pip install it")
 
 
 def _type_error(e: BaseException) -> str | None:

@@ -175,6 +175,18 @@ def test_tools_take_a_run_dir_or_a_checkpoint(family, form, tmp_path, monkeypatc
         assert "Sample (temperature" in capsys.readouterr().out
 
 
+def test_generate_says_why_kl_is_missing(tmp_path, monkeypatch, capsys):
+    """A GAN none of whose 64 samples is high quality (the stored tiny run): `kl=n/a (too few samples ...)`, not
+    `kl=nan`; a defined KL is printed as a number."""
+    from dlf.tools import generate
+
+    monkeypatch.setenv("DLF_ROOT", str(tmp_path))
+    generate.main([str(_stored_run("gan", tmp_path))])
+    out = capsys.readouterr().out
+    assert "kl=n/a (too few samples: 0 of 64 are high quality" in out and "nan" not in out, out
+    assert generate.score_line({"gen/modes": 8.0, "gen/kl": 0.0123}, 64) == "modes=8; kl=0.0123"
+
+
 @pytest.mark.parametrize("module,family", [("dlf.tools.generate", "gan"), ("dlf.tools.sample", "lstm")])
 def test_tampered_run_config_gives_one_line(module, family, tmp_path):
     """A run dir whose .hydra/config.yaml names a target Hydra refuses (shutil.rmtree): one line, non-zero, nothing

@@ -10,6 +10,7 @@ Installed as `dlf-generate`.
 from __future__ import annotations
 
 import argparse
+import math
 import sys
 from pathlib import Path
 
@@ -72,8 +73,22 @@ def main(argv: list[str] | None = None) -> None:
         fig.savefig(out / "samples.png", dpi=110, bbox_inches="tight")
         msg += f" and {out / 'samples.png'}"
         if model.centres is not None:
-            print("; ".join(f"{k.split('/')[1]}={v:.3g}" for k, v in model.score(flat, "gen").items()))
+            print(score_line(model.score(flat, "gen"), a.num))
     print(msg)
+
+
+def score_line(stats: dict[str, float], num: int) -> str:
+    """`high_quality=..; modes=..; kl=..; score=..` for `num` samples. KL to uniform is taken over the high-quality
+    samples only (dlf.metrics.modes): with none of them it is undefined (NaN), which is said in words instead."""
+    words = []
+    for k, v in stats.items():
+        name = k.split("/")[1]
+        if name == "kl" and math.isnan(v):
+            words.append(f"kl=n/a (too few samples: 0 of {num} are high quality, KL needs at least 1; "
+                         "train longer or ask for more with -n)")
+        else:
+            words.append(f"{name}={v:.3g}")
+    return "; ".join(words)
 
 
 if __name__ == "__main__":

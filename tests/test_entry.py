@@ -26,7 +26,7 @@ def _dlf(args: list[str], cwd: Path):
     return shared_server().run(args, cwd=cwd)
 
 
-KEYS = {"status", "error", "monitor", "mode", "best", "last", "steps", "test", "wall_s", "overrides"}
+KEYS = {"status", "error", "monitor", "mode", "best", "last", "steps", "batches", "test", "wall_s", "overrides"}
 
 
 def _task_in_process(overrides: list[str], out: Path):
@@ -58,7 +58,18 @@ def test_task_returns_the_best_monitored_value(tmp_path):
     assert res["status"] == "ok" and res["error"] is None and res["monitor"] == "val/loss" and res["mode"] == "min"
     assert isinstance(value, float) and value == res["best"] and res["best"] <= res["last"]
     assert res["steps"] > 0 and res["wall_s"] > 0 and "model=mlp_xor" in res["overrides"]
+    assert res["batches"] == res["steps"]  # one optimizer step a batch
     assert {"test/loss", "test/acc", "test/solved"} <= set(res["test"]) and 0 <= res["test"]["test/acc"] <= 1
+
+
+def test_gan_result_counts_batches_beside_optimizer_steps(tmp_path):
+    """The GAN's trainer.max_steps counts both optimizers' steps (d_steps + 1 per d_steps batches): max_steps=10 trains
+    5 batches, and result.json says so (`batches`)."""
+    r = shared_server().run(["model=gan", "trainer.max_steps=10", "logger=none", "trainer=cpu", "hydra.run.dir=run",
+                             "trainer.enable_progress_bar=false", "test=false"], cwd=tmp_path)
+    assert r.returncode == 0, r.stderr[-3000:]
+    res = json.loads((tmp_path / "run" / "result.json").read_text())
+    assert res["steps"] == 10 and res["batches"] == 5, res
 
 
 def test_task_without_checkpoint_returns_the_last_value(tmp_path):

@@ -129,6 +129,10 @@ def test_batches_done_and_fit_position_at_each_batch_end(fitted):
     assert internals.fit_position(None) is None
 
 
+def test_batches_trained_counts_the_whole_fit(fitted):
+    assert internals.batches_trained(fitted["trainer"]) == EPOCHS * LIMIT
+
+
 def test_train_loaders_are_the_ones_the_data_module_served(fitted):
     loaders = fitted["positions"].loaders
     assert len(loaders) == 1 and loaders[0] is fitted["dm"].served

@@ -85,6 +85,14 @@ def batches_done(trainer: L.Trainer) -> int:
     return int(_read(trainer, "fit_loop.epoch_loop.batch_progress.current.processed"))
 
 
+def batches_trained(trainer: L.Trainer) -> int:
+    """Training batches completed in the whole fit, earlier runs of a resumed one included (result.json's `batches`).
+    Reads `Trainer.fit_loop.epoch_loop.batch_progress.total.completed`, the counter a checkpoint saves and a resume
+    restores; no public API counts batches (`trainer.global_step` counts optimizer steps: d_steps + 1 per d_steps
+    batches for the GAN)."""
+    return int(_read(trainer, "fit_loop.epoch_loop.batch_progress.total.completed"))
+
+
 def fit_position(trainer: L.Trainer | None) -> tuple[int, int] | None:
     """(epoch, batches trained in it) while `trainer` fits, from batches_done: a data loader's exact resume point at
     every checkpoint save; (next epoch, 0) once an epoch's batches are done (limit_train_batches may cut it short).

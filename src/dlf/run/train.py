@@ -43,11 +43,13 @@ class Start:
 @dataclass
 class Outcome:
     """What a run reached, filled in as it goes (also when it fails half-way): `best` (the checkpoint callback's best
-    `monitor` value, if it kept one), `last` (the final `monitor` value), `steps` (optimizer steps), `test` metrics."""
+    `monitor` value, if it kept one), `last` (the final `monitor` value), `steps` (optimizer steps: trainer.global_step,
+    d_steps + 1 per d_steps batches for the GAN), `batches` (training batches run), `test` metrics."""
 
     best: float | None = None
     last: float | None = None
     steps: int = 0
+    batches: int = 0
     test: dict = field(default_factory=dict)
 
     @property
@@ -182,6 +184,9 @@ def fit(cfg: DictConfig, trainer, system, datamodule, start: Start, outcome: Out
                     weights_only=True)
     finally:
         outcome.steps = int(trainer.global_step)
+        from dlf.lightning_internals import batches_trained
+
+        outcome.batches = batches_trained(trainer)
         outcome.best = _best_score(trainer, cfg.get("monitor"))
 
 
@@ -244,7 +249,7 @@ def _best_score(trainer, monitor) -> float | None:
 def write_result(output_dir, cfg: DictConfig, status: str, error: str | None, outcome: Outcome, wall_s: float,
                  overrides: list) -> None:
     """<job dir>/result.json, written atomically: {status: ok|failed|diverged|interrupted, error, monitor, mode,
-    best, last, steps, test (the test/* metrics), wall_s, overrides}. Strict JSON has no NaN/inf: a non-finite value
+    best, last, steps, batches, test (the test/* metrics), wall_s, overrides}. Strict JSON has no NaN/inf: a non-finite value
     is recorded as null (the status says why). The contract between a job and its sweep (dlf.tools.compare)."""
     import json
     import math
@@ -255,6 +260,7 @@ def write_result(output_dir, cfg: DictConfig, status: str, error: str | None, ou
 
     data = {"status": status, "error": error, "monitor": cfg.get("monitor"), "mode": cfg.get("monitor_mode"),
             "best": num(outcome.best), "last": num(outcome.last), "steps": int(outcome.steps or 0),
+            "batches": int(outcome.batches or 0),
             "test": {k: num(v) for k, v in (outcome.test or {}).items()}, "wall_s": round(wall_s, 3),
             "overrides": [str(o) for o in overrides]}
     path = Path(output_dir) / "result.json"

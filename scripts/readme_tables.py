@@ -69,8 +69,8 @@ GROUPS = [
     Group("experiment", "whole set-ups, e.g. the course's XOR exercise",
           ["xor_seed", "lstm_adding", "rnn_adding", "lstm_text", "lstm_mnist1d", "cnn1d_mnist1d", "cnn_fashion",
            "gan_ring", "gan_grid", "dcgan_fashion"]),
-    Group("debug", "`fast`: a few batches, no logger (does it run at all?); `overfit`: two batches for 100 epochs (the "
-          "loss should go to zero)", ["fast", "overfit"]),
+    Group("debug", "`fast`: a few batches; no logger, checkpoints or figures (does it run at all? add `figures=true` to "
+          "draw); `overfit`: two batches for 100 epochs (the loss should go to zero)", ["fast", "overfit"]),
     Group("hparams_search", "Optuna searches, with `-m` (see Sweeps)",
           ["mlp_xor_optuna", "lstm_optuna", "cnn_optuna", "gan_optuna"]),
 ]

@@ -5,13 +5,12 @@ from __future__ import annotations
 
 import math
 
-import lightning as L
 import numpy as np
 import torch
 import torch.nn.functional as F
 from torchvision.utils import make_grid, save_image
 
-from dlf.callbacks.figures import plt, publish, run_dir, tensorboard
+from dlf.callbacks.figures import Figures, plt, publish, run_dir, tensorboard
 from dlf.errors import require
 
 
@@ -57,7 +56,7 @@ def confusion_figure(cm: torch.Tensor, title: str):
     return fig
 
 
-class CNNFigures(L.Callback):
+class CNNFigures(Figures):
     """when="epoch": after every validation epoch; when="end": once after fit. The test confusion matrix is drawn
     after testing either way."""
 

@@ -19,6 +19,11 @@ from dlf.faults import whole_or_absent  # noqa: E402
 DPI = 110  # pixels per inch of every figure dlf writes (PNG and TensorBoard alike)
 
 
+class Figures(L.Callback):
+    """A callback whose output is figures (and the diagnostics drawn in them): `figures=false` leaves it out of the run
+    (debug=fast sets it: drawing is most of what a few-batch run spends above its imports)."""
+
+
 def run_dir(trainer: L.Trainer) -> Path:
     return Path(trainer.default_root_dir)
 

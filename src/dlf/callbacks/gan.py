@@ -6,10 +6,9 @@ measured. Figures go to TensorBoard and, every `png_every` epochs and at the end
 
 from __future__ import annotations
 
-import lightning as L
 import torch
 
-from dlf.callbacks.figures import plt, publish, run_dir, tensorboard
+from dlf.callbacks.figures import Figures, plt, publish, run_dir, tensorboard
 
 
 def scatter_figure(real: torch.Tensor, fake: torch.Tensor, centres: torch.Tensor | None = None, title: str = ""):
@@ -45,12 +44,17 @@ def save_grid(grid: torch.Tensor, path, min_side: int = 400) -> None:
         save_image(grid, path)
 
 
-class GANSamples(L.Callback):
+class GANSamples(Figures):
     def __init__(self, png_every: int = 5, nrow: int = 8):
         self.png_every, self.nrow = png_every, nrow
 
     def _draw(self, trainer, pl_module, final: bool = False) -> None:
         fake = getattr(pl_module, "last_samples", None)
+        if fake is None and final:  # the run ended before its first validation: draw G's samples of the fixed z now
+            was = pl_module.training
+            with torch.no_grad():
+                fake = pl_module.eval().G_eval(pl_module.fixed_z)  # what a validation would have drawn
+            pl_module.train(was)
         if fake is None or trainer.sanity_checking:
             return
         epoch = trainer.current_epoch

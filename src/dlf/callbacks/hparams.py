@@ -15,7 +15,6 @@ from typing import Any
 
 import lightning as L
 from lightning.pytorch.loggers import TensorBoardLogger
-from torch.utils.tensorboard.summary import hparams
 
 SKIP_KEYS = ("ckpt_path", "hparams_search", "paths")  # where files are, not how the model was trained
 
@@ -88,6 +87,8 @@ class HParams(L.Callback):
         for lg in trainer.loggers:
             if isinstance(lg, TensorBoardLogger) and trainer.is_global_zero:
                 writer = lg.experiment
+                from torch.utils.tensorboard.summary import hparams  # 40 ms of imports: only when a run writes them
+
                 exp, ssi, sei = hparams(params, metrics)  # the hparams plugin's experiment + session start/end
                 for summary in (exp, ssi, sei):
                     writer.file_writer.add_summary(summary)

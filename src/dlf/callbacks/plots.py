@@ -2,15 +2,14 @@
 
 from __future__ import annotations
 
-import lightning as L
 import numpy as np
 import torch
 
-from dlf.callbacks.figures import plt, publish, tensorboard
+from dlf.callbacks.figures import Figures, plt, publish, tensorboard
 from dlf.console import say
 
 
-class CostCurve(L.Callback):
+class CostCurve(Figures):
     """Records the training cost at every step and draws J against the step at the end of fit."""
 
     def __init__(self):
@@ -43,7 +42,7 @@ class CostCurve(L.Callback):
         publish(trainer, "plots/cost_curve", fig, "cost_curve.png")
 
 
-class DecisionBoundary(L.Callback):
+class DecisionBoundary(Figures):
     """For 2-D inputs: P(class 1) over the plane with the training points, at the end of fit. For tiny training sets
     (XOR) it also prints each point's prediction and logs them as text and scalars."""
 

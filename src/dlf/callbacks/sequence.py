@@ -14,7 +14,7 @@ from __future__ import annotations
 import lightning as L
 import torch
 
-from dlf.callbacks.figures import plt, publish
+from dlf.callbacks.figures import Figures, plt, publish
 from dlf.console import say
 from dlf.errors import require
 
@@ -58,7 +58,7 @@ def _log_scalar(trainer: L.Trainer, name: str, value: float) -> None:
         lg.log_metrics({name: value}, step=trainer.global_step)
 
 
-class GradientThroughTime(L.Callback):
+class GradientThroughTime(Figures):
     def __init__(self, batch_size: int = 64):
         self.batch_size = batch_size
         self.history: list[tuple[int, torch.Tensor]] = []
@@ -89,7 +89,7 @@ class GradientThroughTime(L.Callback):
         self._measure(trainer, pl_module, "end")
 
 
-class GateActivity(L.Callback):
+class GateActivity(Figures):
     def __init__(self, batch_size: int = 64):
         self.batch_size = batch_size
 

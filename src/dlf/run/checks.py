@@ -182,6 +182,10 @@ def callbacks(cfg: DictConfig) -> None:
     for name, cb in (cfg.get("callbacks") or {}).items():
         target = str(cb.get("_target_", "")) if isinstance(cb, DictConfig) else ""
         if target.endswith("EarlyStopping"):
+            if not cb.get("monitor"):
+                raise DlfError(f"callbacks.{name} stops training when `monitor` stops improving, and this run has no "
+                               "monitor: set monitor=val/loss (or another metric the model logs), or drop "
+                               "callbacks=early_stopping")
             _int_at_least(cb.get("patience"), 0, f"callbacks.{name}.patience", "3", none_ok=True)
             d = cb.get("min_delta")
             if d is not None and (not _is_num(d) or d < 0):
@@ -195,6 +199,14 @@ def callbacks(cfg: DictConfig) -> None:
         k = cb.get("save_top_k")
         if k is not None:
             _int_at_least(k, -1, f"callbacks.{name}.save_top_k", "1")
+
+
+def scheduler(cfg: DictConfig) -> None:
+    """scheduler=plateau steps on `monitor`: a run without one is refused here, not at the first validation."""
+    target = str((cfg.get("scheduler") or {}).get("_target_", ""))
+    if target.endswith("ReduceLROnPlateau") and not cfg.get("monitor"):
+        raise DlfError("scheduler=plateau lowers the rate when `monitor` stops improving, and this run has no "
+                       "monitor: set monitor=val/loss (or another metric the model logs), or pick another scheduler")
 
 
 def ddp(cfg: DictConfig) -> None:
@@ -217,7 +229,7 @@ def gpu_visible(cfg: DictConfig) -> None:
 
 # In order: a check may rely on the ones before it (values resolve first; DDP before the GPU check).
 CHECKS = (resolves, moved_keys, seed, task_name, train_and_test, monitor, trainer_loop, trainer_hardware,
-          optimizer, data, impls, callbacks, ddp, gpu_visible)
+          optimizer, data, impls, callbacks, scheduler, ddp, gpu_visible)
 
 
 def check_config(cfg: DictConfig) -> None:

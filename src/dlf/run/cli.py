@@ -28,6 +28,7 @@ from hydra.experimental.callback import Callback
 from omegaconf import DictConfig, open_dict, read_write
 
 from dlf.errors import DlfError, message
+from dlf.hydra_internals import skip_mode_compose
 from dlf.run.checks import MOVED
 from dlf.run.sweep import continue_job
 from dlf.run.train import CONFIG_DIR, Outcome, prepare, run, write_result
@@ -49,7 +50,8 @@ def cli() -> None:
     FAILED_JOBS.clear()
     setup_globals()  # ${hydra:...} and ${now:...}: Hydra registers them itself, except on --experimental-rerun
     try:
-        hydra.main(config_path=str(CONFIG_DIR), config_name="train", version_base="1.3")(task)()
+        with skip_mode_compose():  # Hydra would compose the config twice; once is enough (dlf.hydra_internals)
+            hydra.main(config_path=str(CONFIG_DIR), config_name="train", version_base="1.3")(task)()
     except Exception as e:  # noqa: BLE001 - one line, not a traceback
         if full == "1":
             raise

@@ -25,6 +25,7 @@ class Run:
     """Top-level keys (configs/train.yaml)."""
 
     seed: int = MISSING
+    figures: bool = MISSING
 
 
 @dataclasses.dataclass

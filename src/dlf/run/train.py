@@ -62,15 +62,13 @@ def prepare(cfg: DictConfig) -> Start:
     """The start-up checks, each done once: the config's values (`dlf.run.checks.check_config`, no torch), then for
     `ckpt_path` the file (`last` -> the newest last.ckpt of the task), its bytes and its model config against this
     one. `cfg` may hold the hydra node and no run dir yet (dlf.run.cli.Startup calls this before Hydra makes one)."""
-    import copy
-
     from omegaconf import open_dict
 
     from dlf.run.checks import check_config
 
-    plain = copy.deepcopy(cfg)
+    plain = OmegaConf.masked_copy(cfg, [k for k in cfg if k != "hydra"])  # a copy without Hydra's own node
+    OmegaConf.set_struct(plain, True)
     with open_dict(plain):
-        plain.pop("hydra", None)
         plain.paths.output_dir = "<run dir>"  # not known yet; every other value must resolve
     check_config(plain)
     if not cfg.get("ckpt_path"):
@@ -157,6 +155,10 @@ def make_trainer(cfg: DictConfig, system):
     guard = RunGuard(meta={"model": OmegaConf.to_container(cfg.model, resolve=False), "task_name": cfg.task_name,
                            "data": system.facts.name, "run_dir": str(cfg.paths.output_dir)})
     callbacks = [guard, *_instantiate_all(cfg.get("callbacks"))]
+    if not cfg.get("figures", True):  # figures=false (debug=fast): no callback that draws
+        from dlf.callbacks.figures import Figures
+
+        callbacks = [c for c in callbacks if not isinstance(c, Figures)]
     if distributed.is_ddp(cfg.trainer):  # [ddp] each rank its own noise (z, shifts, dropout) at each step
         from dlf.callbacks.rank_noise import RankNoise
 
@@ -179,15 +181,20 @@ def fit(cfg: DictConfig, trainer, system, datamodule, start: Start, outcome: Out
     also when training fails half-way."""
     if not cfg.get("train", True):
         return
+    import warnings
+
     try:
-        trainer.fit(system, datamodule=datamodule, ckpt_path=str(start.ckpt_path) if start.ckpt_path else None,
-                    weights_only=True)
+        with warnings.catch_warnings():  # Lightning's hint when `monitor` was never logged: _no_best says why instead
+            warnings.filterwarnings("ignore", message=r"`ModelCheckpoint\(monitor=.*could not find the monitored key")
+            trainer.fit(system, datamodule=datamodule, ckpt_path=str(start.ckpt_path) if start.ckpt_path else None,
+                        weights_only=True)
     finally:
         outcome.steps = int(trainer.global_step)
         from dlf.lightning_internals import batches_trained
 
         outcome.batches = batches_trained(trainer)
         outcome.best = _best_score(trainer, cfg.get("monitor"))
+    _no_best(trainer, cfg.get("monitor"), outcome)
 
 
 def test(cfg: DictConfig, trainer, system, datamodule, start: Start) -> dict:
@@ -234,6 +241,24 @@ def _check_monitor(system, monitor: str | None) -> None:
         val = sorted(n for n in names if n.startswith("val/")) or sorted(names)
         raise DlfError(f"monitor={monitor} is not a metric this run logs (it logs {', '.join(sorted(names))}): set "
                        f"monitor= to one of those, e.g. monitor={val[0]}")
+
+
+def _no_best(trainer, monitor: str | None, outcome: Outcome) -> None:
+    """A run whose checkpoint callback watches `monitor` but that stopped before its first validation wrote no
+    best.ckpt: one line says so, and what to change."""
+    from lightning.pytorch.callbacks import ModelCheckpoint
+
+    from dlf.console import say
+
+    watching = [cb for cb in trainer.checkpoint_callbacks if isinstance(cb, ModelCheckpoint) and cb.monitor == monitor]
+    if not watching or watching[0].best_model_path or monitor in trainer.callback_metrics or trainer.interrupted:
+        return
+    every = trainer.check_val_every_n_epoch or 1
+    epochs = "each epoch" if every == 1 else f"every {every} epochs"
+    limit = f" (trainer.max_steps={trainer.max_steps})" if trainer.max_steps and trainer.max_steps > 0 else ""
+    say(f"No checkpoints/best.ckpt: {monitor} is measured at validation, after {epochs} of {trainer.num_training_batches}"
+        f" batches, and this run stopped after {outcome.batches}{limit} before the first one; the test scored the final"
+        " weights (checkpoints/last.ckpt). Train longer, or validate sooner with trainer.val_check_interval=<batches>")
 
 
 def _best_score(trainer, monitor) -> float | None:

@@ -4,7 +4,8 @@
 Reads the run's saved config (<run dir>/.hydra/config.yaml) to rebuild the model exactly as trained, loads the
 checkpoint's weights (torch.load(weights_only=True)), and writes N samples: for images a PNG grid (samples.png), for
 2-D points a CSV (samples.csv, columns x1,x2) and a scatter plot (samples.png) beside the real points.
-Installed as `dlf-generate`.
+Installed as `dlf-generate`. Bad input (a missing run or checkpoint, a run that is not a GAN, -n 0) is refused before
+torch is imported.
 """
 
 from __future__ import annotations
@@ -14,7 +15,20 @@ import math
 import sys
 from pathlib import Path
 
-import torch
+
+def check_run(where: Path, ckpt: str = "best") -> None:
+    """Refuse, from the run's saved config and without torch, a checkpoint that is not there or a run that is surely
+    not a GAN (one of dlf's own systems other than the GAN's). load_gan checks the built system in any case."""
+    from dlf.errors import require
+    from dlf.run.checkpoint import locate_run, saved_config
+
+    if ckpt not in ("best", "last") and not Path(where).is_file():
+        require(Path(ckpt).is_file(), f"checkpoint {ckpt} not found: use --ckpt last, --ckpt best or --ckpt <path>")
+        where, ckpt = Path(ckpt), "best"
+    run_dir, _ = locate_run(where, ckpt)
+    target = str((saved_config(run_dir).get("model") or {}).get("_target_", ""))
+    require(not target.startswith("dlf.systems.") or target.startswith("dlf.systems.gan."),
+            f"the run in {run_dir} trained {target}, not a GAN: pass a model=gan or model=dcgan run")
 
 
 def load_gan(where: Path, ckpt: str = "best"):
@@ -49,12 +63,15 @@ def main(argv: list[str] | None = None) -> None:
     try:
         if a.num <= 0:
             raise DlfError(f"-n {a.num} must be a positive number of samples")
+        check_run(a.run, a.ckpt)  # all of the above without torch
         model, dm, run_dir = load_gan(a.run, a.ckpt)
     except DlfError as e:
         print(f"dlf-generate: error: {e}", file=sys.stderr)
         sys.exit(2)
     out = a.out or run_dir / "samples"
     out.mkdir(parents=True, exist_ok=True)
+    import torch
+
     samples = model.generate(a.num, torch.Generator().manual_seed(a.seed)).cpu()
     from dlf.callbacks.gan import image_grid, save_grid, scatter_figure
 

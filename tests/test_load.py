@@ -127,6 +127,14 @@ def test_another_family_s_checkpoint_is_refused_in_one_line(runs):
         CNNSystem.load_from_checkpoint(path)
 
 
+def test_a_tampered_target_in_the_hyper_parameters_is_refused_with_nothing_run(runs, tmp_path):
+    ckpt = torch.load(runs("mlp_xor") / "checkpoints" / "last.ckpt", weights_only=True)
+    ckpt["hyper_parameters"]["net"]["_target_"] = "shutil.rmtree"
+    torch.save(ckpt, tmp_path / "tampered.ckpt")
+    with pytest.raises(DlfError, match=r"tampered.ckpt cannot be built at net: Target 'shutil.rmtree' is blocklisted"):
+        dlf.load(tmp_path / "tampered.ckpt")
+
+
 def test_load_from_checkpoint_keeps_lightning_s_arguments(runs):
     """map_location, and keyword arguments that override a stored hyper-parameter (Lightning's documented use)."""
     path = runs("mlp_xor") / "checkpoints" / "last.ckpt"

@@ -165,7 +165,7 @@ class System(FastLogging):
         if target is not cls:  # System.load_from_checkpoint(path): the family the checkpoint holds
             return target.load_from_checkpoint(checkpoint_path, map_location, hparams_file, strict, weights_only,
                                                **kwargs)
-        args = {**saved.constructor_args(hparams), **kwargs}
+        args = {**saved.constructor_args(hparams, checkpoint_path), **kwargs}
         system = super().load_from_checkpoint(checkpoint_path, map_location, hparams_file, strict,
                                               weights_only=weights_only, **args)
         if hparams:

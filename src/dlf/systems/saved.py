@@ -121,9 +121,11 @@ def old_run(cls: type, path, ckpt: dict, given: dict) -> tuple[type, dict]:
     return target, {**{k: v for k, v in model.items() if k not in keys}, "facts": facts}
 
 
-def constructor_args(hparams: dict) -> dict[str, Any]:
+def constructor_args(hparams: dict, path="the checkpoint") -> dict[str, Any]:
     """Stored hyper-parameters -> the constructor's keyword arguments: a `_target_` dict (the net's config, a GAN's
-    d_optimizer) becomes the partial Hydra makes of it, the facts a DataFacts; `_target_` itself is left out."""
+    d_optimizer) becomes the partial Hydra makes of it, the facts a DataFacts; `_target_` itself is left out. A
+    target Hydra refuses (a tampered checkpoint naming e.g. shutil.rmtree) is one line, with nothing run."""
+    from hydra.errors import HydraException
     from hydra.utils import instantiate
 
     from dlf.data.base import DataFacts
@@ -135,6 +137,10 @@ def constructor_args(hparams: dict) -> dict[str, Any]:
         if key == "facts" and isinstance(value, dict):
             value = DataFacts.from_dict(value)
         elif isinstance(value, dict) and "_target_" in value:
-            value = instantiate(value, _partial_=True)
+            try:
+                value = instantiate(value, _partial_=True)
+            except HydraException as e:
+                first = (str(e).strip().splitlines() or [type(e).__name__])[0]
+                raise DlfError(f"{path} cannot be built at {key}: {first}: load a checkpoint as dlf wrote it") from None
         args[key] = value
     return args

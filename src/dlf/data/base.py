@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, fields
 
 import lightning as L
 import torch
 
-from dlf.errors import check_batch_size, require
+from dlf.errors import DlfError, check_batch_size, require
 from dlf.lightning_internals import fit_position as trainer_fit_position
 
 
@@ -31,6 +31,9 @@ class DataFacts:
     image_shape: tuple[int, int, int] | None = None
     vocab: list[str] | None = None
     extra: dict = field(default_factory=dict)
+    # How a sample in the data's own units becomes the model's input (`encode`): divided by raw_scale (digits' 0-16:
+    # 16, image bytes: 255), then, for images with extra["mean"] / extra["std"], standardised per channel
+    raw_scale: float | None = None
 
     @property
     def flat_features(self) -> int:
@@ -42,6 +45,68 @@ class DataFacts:
 
     def as_dict(self) -> dict:
         return asdict(self)
+
+    @classmethod
+    def from_dict(cls, d: dict) -> DataFacts:
+        """The facts from `as_dict`'s plain types (a checkpoint's), shapes as tuples; keys this dlf does not know are
+        left out."""
+        known = {f.name for f in fields(cls)}
+        d = {k: v for k, v in d.items() if k in known}
+        for key in ("input_shape", "image_shape"):
+            if d.get(key) is not None:
+                d[key] = tuple(d[key])
+        return cls(**d)
+
+    @property
+    def raw_shape(self) -> tuple[int, ...]:
+        """One sample as the data gives it: an image [H, W] (one channel) or [H, W, C], else input_shape."""
+        if self.kind == "image" and self.image_shape:
+            c, h, w = self.image_shape
+            return (h, w) if c == 1 else (h, w, c)
+        return tuple(self.input_shape)
+
+    def encode(self, raw) -> tuple[torch.Tensor, bool]:
+        """Samples in the data's own units -> the model's inputs, by the transform the data module applies itself,
+        and whether `raw` was one sample (True) or a batch. Images: raw [H, W] / [H, W, C] (or the model's [C, H, W]),
+        one or a batch; text: a string or a list of equal-length strings; sequences of T steps of F features: any T."""
+        if self.kind == "tokens":
+            return self._encode_text(raw)
+        x = torch.as_tensor(raw).to(torch.float32)
+        x, single, shape = self._batch(x)
+        if self.kind == "image" and shape == self.raw_shape:  # [N, H, W] -> [N, 1, H, W]; [N, H, W, C] -> [N, C, H, W]
+            x = x.unsqueeze(1) if x.dim() == 3 else x.permute(0, 3, 1, 2)
+        if self.raw_scale:
+            x = x / self.raw_scale
+        if self.kind == "image" and "mean" in self.extra and "std" in self.extra:
+            mean = torch.tensor(self.extra["mean"], dtype=torch.float32).view(1, -1, 1, 1)
+            std = torch.tensor(self.extra["std"], dtype=torch.float32).view(1, -1, 1, 1)
+            x = (x - mean) / std
+        return x, single
+
+    def _batch(self, x: torch.Tensor) -> tuple[torch.Tensor, bool, tuple]:
+        """x as a batch [N, *shape], whether it was one sample, and which of the accepted sample shapes it has."""
+        shapes = list(dict.fromkeys([self.raw_shape, tuple(self.input_shape)]))
+        for shape in shapes:
+            if tuple(x.shape) == shape:
+                return x.unsqueeze(0), True, shape
+            if tuple(x.shape[1:]) == shape:
+                return x, False, shape
+        if self.kind == "sequence" and len(self.input_shape) == 2 and x.dim() in (2, 3) \
+                and x.shape[-1] == self.input_shape[1]:  # a recurrent net reads sequences of any length T
+            return (x.unsqueeze(0), True, shapes[0]) if x.dim() == 2 else (x, False, shapes[0])
+        want = " or ".join("[" + ", ".join(map(str, s)) + "]" for s in shapes)
+        raise DlfError(f"inputs of shape {list(x.shape)} do not fit data={self.name}: give one sample {want}, or a "
+                       f"batch [N, ...] of them, in the data's own units")
+
+    def _encode_text(self, raw) -> tuple[torch.Tensor, bool]:
+        texts = [raw] if isinstance(raw, str) else list(raw)
+        index = {c: i for i, c in enumerate(self.vocab or [])}
+        unknown = sorted({c for t in texts for c in t if c not in index})
+        require(not unknown, f"the prompt has characters the model never saw: {''.join(unknown)!r}; "
+                             f"use only these: {''.join(self.vocab or [])!r}")
+        require(texts and all(texts) and len({len(t) for t in texts}) == 1,
+                "give a non-empty prompt, or a list of non-empty prompts of one length")
+        return torch.tensor([[index[c] for c in t] for t in texts], dtype=torch.int64), isinstance(raw, str)
 
 
 class TensorLoader:

@@ -19,18 +19,25 @@ class DigitsDataModule(InMemoryDataModule):
                 "and sum to less than 1")
         self.val_fraction, self.test_fraction, self.split_seed = val_fraction, test_fraction, split_seed
 
-    def build(self) -> None:
-        from sklearn.datasets import load_digits
+    def split(self, y) -> tuple:
+        """(train, val, test) indices into load_digits() in its own order: stratified, seeded by split_seed."""
         from sklearn.model_selection import train_test_split
 
-        d = load_digits()
-        x = torch.as_tensor(d.images, dtype=torch.float32).unsqueeze(1) / 16.0
-        y = torch.as_tensor(d.target, dtype=torch.int64)
         idx = torch.arange(len(y)).numpy()
         holdout = self.val_fraction + self.test_fraction
-        tr, ho = train_test_split(idx, test_size=holdout, random_state=self.split_seed, stratify=y.numpy())
+        tr, ho = train_test_split(idx, test_size=holdout, random_state=self.split_seed, stratify=y)
         va, te = train_test_split(ho, test_size=self.test_fraction / holdout, random_state=self.split_seed,
-                                  stratify=y.numpy()[ho])
-        self.train, self.val, self.test = (x[tr], y[tr]), (x[va], y[va]), (x[te], y[te])
+                                  stratify=y[ho])
+        return tr, va, te
+
+    def build(self) -> None:
+        from sklearn.datasets import load_digits
+
+        d = load_digits()
+        # raw pixels 0..16 -> [0, 1]: the facts' own transform, which a trained model's predict applies to raw digits
         self.facts = DataFacts(name="digits", kind="image", target="classes", input_shape=(1, 8, 8),
-                               num_classes=10, image_shape=(1, 8, 8))
+                               num_classes=10, image_shape=(1, 8, 8), raw_scale=16.0)
+        x, _ = self.facts.encode(d.images)
+        y = torch.as_tensor(d.target, dtype=torch.int64)
+        tr, va, te = self.split(y.numpy())
+        self.train, self.val, self.test = (x[tr], y[tr]), (x[va], y[va]), (x[te], y[te])

@@ -105,24 +105,21 @@ class VisionDataModule(InMemoryDataModule):
         self.system_dir = system_dir
 
     def build(self) -> None:
-        x, y, xt, yt = load_torchvision(self.name, self.data_dir, self.download, self.system_dir)
-
-        def to_tensor(a):
-            t = torch.as_tensor(a, dtype=torch.float32) / 255.0
-            return t.unsqueeze(1) if t.dim() == 3 else t.permute(0, 3, 1, 2)  # [N,H,W] or [N,H,W,C] -> [N,C,H,W]
-
-        x, xt = to_tensor(x), to_tensor(xt)
+        x_raw, y, xt_raw, yt = load_torchvision(self.name, self.data_dir, self.download, self.system_dir)
         y, yt = torch.as_tensor(y, dtype=torch.int64), torch.as_tensor(yt, dtype=torch.int64)
-        order = torch.randperm(len(x), generator=torch.Generator().manual_seed(self.split_seed))
-        n_val = max(1, int(round(len(x) * self.val_fraction)))
-        va, tr = order[:n_val], order[n_val:]
+        order = torch.randperm(len(x_raw), generator=torch.Generator().manual_seed(self.split_seed))
+        n_val = max(1, int(round(len(x_raw) * self.val_fraction)))
+        va, tr = order[:n_val].numpy(), order[n_val:].numpy()
         if self.train_size:
             tr = tr[: self.train_size]
-        mean = x[tr].mean(dim=(0, 2, 3), keepdim=True)                 # per-channel statistics of the train split
-        std = x[tr].std(dim=(0, 2, 3), keepdim=True).clamp_min(1e-6)
-        norm = lambda t: (t - mean) / std  # noqa: E731
-        self.train, self.val, self.test = (norm(x[tr]), y[tr]), (norm(x[va]), y[va]), (norm(xt), yt)
-        shape = tuple(x.shape[1:])
-        self.facts = DataFacts(name=self.name, kind="image", target="classes", input_shape=shape,
-                               num_classes=int(max(y.max(), yt.max())) + 1 if self.name != "cifar10" else 10,
-                               image_shape=shape, extra={"mean": mean.flatten().tolist(), "std": std.flatten().tolist()})
+        shape = (x_raw.shape[3], *x_raw.shape[1:3]) if x_raw.ndim == 4 else (1, *x_raw.shape[1:])  # [C, H, W]
+        facts = DataFacts(name=self.name, kind="image", target="classes", input_shape=shape,
+                          num_classes=int(max(y.max(), yt.max())) + 1 if self.name != "cifar10" else 10,
+                          image_shape=shape, raw_scale=255.0)
+        x = facts.encode(x_raw[tr])[0]                                  # pixels / 255, [N, C, H, W]
+        mean = x.mean(dim=(0, 2, 3))                                    # per-channel statistics of the train split
+        std = x.std(dim=(0, 2, 3)).clamp_min(1e-6)
+        facts.extra = {"mean": mean.tolist(), "std": std.tolist()}      # encode now standardises too: (x - mean) / std
+        self.facts = facts
+        self.train, self.val, self.test = ((facts.encode(a)[0], b) for a, b in ((x_raw[tr], y[tr]),
+                                                                                 (x_raw[va], y[va]), (xt_raw, yt)))

@@ -1,6 +1,7 @@
 """One builder: a dlf system from a composed config and its data's facts, the same for the run (dlf.run.train), the
 checkpoint loader (dlf.run.checkpoint.load_run: dlf-generate, dlf-sample, notebooks) and the benchmark
-(scripts/bench_workloads.py).
+(scripts/bench_workloads.py). It saves the constructor's arguments as the system's hyper-parameters (plain types),
+which every checkpoint then carries, so Lightning's `load_from_checkpoint` rebuilds the system from a checkpoint alone.
 
 `cfg.model` holds a few keys that its constructor does not take: the system class declares them (`CONFIG_KEYS`: for
 every dlf system `compile`, a run option applied after the build by dlf.run.speed, and `lr_table` / `adam_betas`,
@@ -41,7 +42,19 @@ def build_system(cfg: DictConfig, facts, optimizer=None, scheduler=None):
     into a DictConfig if it were passed through instantiate."""
     from hydra.utils import instantiate
 
+    from dlf.systems.base import System
+
     build = instantiate(system_config(cfg.model), _partial_=True)
     system = build(facts=facts, optimizer=optimizer, scheduler=scheduler)
     system.monitor = cfg.get("monitor")  # what scheduler=plateau steps on (System.plateau_monitor)
+    if isinstance(system, System):  # into every checkpoint: System.load_from_checkpoint rebuilds it from them alone
+        system.save_hyperparameters(hyper_parameters(cfg, facts), logger=False)
     return system
+
+
+def hyper_parameters(cfg: DictConfig, facts) -> dict:
+    """The constructor's arguments as plain types (resolved; the net's config as its `_target_` dict, the facts with
+    the data's normalisation statistics), and `_target_`, the family: what a checkpoint carries."""
+    from omegaconf import OmegaConf
+
+    return {**OmegaConf.to_container(system_config(cfg.model), resolve=True), "facts": facts.as_dict()}

@@ -27,6 +27,7 @@ from typing import Any
 
 from dlf.errors import DlfError
 from dlf.faults import write_failed
+from dlf.systems.saved import run_dir_of, saved_config  # noqa: F401  (here since dlf 0.1: tools and tests name them)
 
 
 def _torch_save(obj: Any, f) -> None:
@@ -167,15 +168,6 @@ def resolve_ckpt_path(value: str, task_name: str, log_dir: str | Path) -> Path:
     return found[-1].resolve()
 
 
-def run_dir_of(ckpt: Path) -> Path | None:
-    """The run dir a checkpoint belongs to (<run dir>/checkpoints/x.ckpt with <run dir>/.hydra), else None."""
-    ckpt = Path(ckpt).resolve()
-    run = ckpt.parent.parent
-    if ckpt.parent.name == "checkpoints" and (run / ".hydra").is_dir():
-        return run
-    return None
-
-
 def locate_run(path: str | Path, ckpt: str = "best") -> tuple[Path, Path]:
     """(run dir, checkpoint) from a run dir (its checkpoints/<ckpt>.ckpt; best falls back to last) or a checkpoint
     file inside <run dir>/checkpoints/ (the README's `dlf-generate logs/gan/runs/<run>/checkpoints/best.ckpt`)."""
@@ -258,26 +250,6 @@ def check_compatible(ckpt: dict, model_cfg: dict, path: str | Path, overrides_hi
         raise DlfError(f"ckpt_path={path} does not match this model ({diff}): {fix}")
 
 
-def saved_config(run_dir: str | Path):
-    """The config a run dir records (<run dir>/.hydra/config.yaml), in today's layout. Runs of dlf 0.1 (before the
-    learning rates moved into the model config) wrote the model's rates as top-level `lr_table` and `adam_betas`: they
-    move to `model.lr_table` and `model.adam_betas`; their GAN's `model.lr_decay` is dropped (a schedule only matters
-    for training, and a resumed run composes its config afresh: model=gan selects scheduler=linear)."""
-    from omegaconf import OmegaConf, open_dict
-
-    cfg = OmegaConf.load(Path(run_dir) / ".hydra" / "config.yaml")
-    model = cfg.get("model")
-    if model is not None:
-        with open_dict(cfg):
-            for key in ("lr_table", "adam_betas"):
-                if key in cfg:
-                    value = cfg.pop(key)
-                    if key not in model:
-                        model[key] = value
-            model.pop("lr_decay", None)
-    return cfg
-
-
 def check_weights_fit(system, state_dict: dict, name: str) -> None:
     """A checkpoint (`name`: how the user gave it) whose tensors do not fit `system` (other layer sizes, another
     model): one line. Buffers that only count (BatchNorm's num_batches_tracked) may be missing."""
@@ -306,7 +278,7 @@ def recorded_score(ckpt: dict, monitor) -> float | None:
 @dataclass
 class Loaded:
     """A trained system as `load_run` rebuilt it (eval mode), the data module it was built for (None where the
-    checkpoint carries the data's facts, as a sequence model's does), its run dir and checkpoint file."""
+    checkpoint carries the data's facts and `data` was not asked for), its run dir and checkpoint file."""
 
     system: Any
     datamodule: Any
@@ -314,15 +286,23 @@ class Loaded:
     ckpt_path: Path
 
 
-def load_run(path: str | Path, ckpt: str = "best", map_location: str = "cpu") -> Loaded:
-    """The one loader (dlf-generate, dlf-sample, notebooks): a run dir (its checkpoints/<ckpt>.ckpt; best falls back
-    to last) or a checkpoint file in one. Reads <run dir>/.hydra/config.yaml in today's layout, checks the checkpoint
-    against it, takes the data's facts from the checkpoint or else prepares the data, builds the system
-    (dlf.run.build) and loads the weights (weights_only=True)."""
+def stored_facts(state: dict):
+    """The data's facts a checkpoint carries (its hyper-parameters; a dlf 0.1 sequence model's dlf_facts), or None."""
+    from dlf.data.base import DataFacts
+
+    facts = (state.get("hyper_parameters") or {}).get("facts") or state.get("dlf_facts")
+    return DataFacts.from_dict(facts) if facts else None
+
+
+def load_run(path: str | Path, ckpt: str = "best", map_location: str = "cpu", data: bool = False) -> Loaded:
+    """The loader of a run dir (dlf-generate, dlf-sample, notebooks): a run dir (its checkpoints/<ckpt>.ckpt; best
+    falls back to last) or a checkpoint file in one. Reads <run dir>/.hydra/config.yaml in today's layout, checks the
+    checkpoint against it, takes the data's facts from the checkpoint or else prepares the data (`data=True`: always,
+    for a caller that needs the data module), builds the system (dlf.run.build) and loads the weights
+    (weights_only=True)."""
     from hydra.utils import instantiate
     from omegaconf import OmegaConf, open_dict
 
-    from dlf.data.base import DataFacts
     from dlf.run.build import build_system
 
     run_dir, ckpt_path = locate_run(path, ckpt)
@@ -330,11 +310,9 @@ def load_run(path: str | Path, ckpt: str = "best", map_location: str = "cpu") ->
     cfg = saved_config(run_dir)
     with open_dict(cfg):
         cfg.paths.output_dir = str(run_dir)  # the saved value is an interpolation only Hydra can resolve
-    datamodule = None
+    facts, datamodule = stored_facts(state), None
     with building_from(run_dir / ".hydra" / "config.yaml"):  # a target Hydra refuses: one line, nothing run
-        if "dlf_facts" in state:
-            facts = DataFacts(**{**state["dlf_facts"], "input_shape": tuple(state["dlf_facts"].get("input_shape") or ())})
-        else:
+        if facts is None or data:
             datamodule = instantiate(cfg.data)
             facts = datamodule.prepare()
         system = build_system(cfg, facts)
@@ -347,3 +325,43 @@ def load_run(path: str | Path, ckpt: str = "best", map_location: str = "cpu") ->
 def load_system(path: str | Path, map_location: str = "cpu", ckpt: str = "best"):
     """The trained system of a dlf run dir or checkpoint file, in eval mode (`load_run(...).system`)."""
     return load_run(path, ckpt, map_location).system
+
+
+def zoo_checkpoint(name: str) -> Path | None:
+    """The checkpoint file a zoo model's name stands for, or None. The hook for the zoo's registry (issue 32, dlf.zoo:
+    weights shipped inside the package); until it lands no name is known."""
+    return None
+
+
+def checkpoint_of(source: str | Path) -> Path:
+    """The checkpoint `dlf.load(source)` reads: the file itself, a run dir's checkpoints/best.ckpt (else last.ckpt),
+    or a zoo model's; anything else is one line naming what was tried."""
+    p = Path(source).expanduser()
+    if p.is_file():
+        return p
+    if p.is_dir():
+        for name in ("best", "last"):
+            if (p / "checkpoints" / f"{name}.ckpt").is_file():
+                return p / "checkpoints" / f"{name}.ckpt"
+        raise DlfError(f"dlf.load({str(source)!r}): the folder {p.resolve()} has no checkpoints/best.ckpt nor "
+                       "checkpoints/last.ckpt: pass the run dir of a run that wrote checkpoints (debug=fast writes "
+                       "none), or a .ckpt file")
+    found = zoo_checkpoint(str(source))
+    if found is not None:
+        return found
+    raise DlfError(f"dlf.load({str(source)!r}): tried a run dir or checkpoint file at {p.resolve()} (none there) and a "
+                   "zoo model of that name (the zoo has none yet): pass a run dir (logs/<task>/runs/<run>), a .ckpt "
+                   "file, or a zoo model's name")
+
+
+def load(source: str | Path, device: str = "cpu"):
+    """`dlf.load`: the trained system of a run dir, a checkpoint file or a zoo model, in eval mode on `device`, its
+    family read from the checkpoint (System.load_from_checkpoint); `model.predict(raw)` takes the data's own units."""
+    from dlf.systems.base import System
+
+    path = checkpoint_of(source)
+    damage = _damage(path)
+    if damage:
+        raise DlfError(f"dlf.load({str(source)!r}): checkpoint {path} is damaged ({damage}): load another copy, "
+                       "e.g. last.ckpt beside it")
+    return System.load_from_checkpoint(path, map_location=device)

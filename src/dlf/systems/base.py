@@ -151,6 +151,57 @@ class System(FastLogging):
             return {}
         return {"total_iters": max(1, self.stepping_batches())}
 
+    # ---- a trained system in use: inputs and outputs in the data's and the task's own units --------------------------
+    @classmethod
+    def load_from_checkpoint(cls, checkpoint_path, map_location=None, hparams_file=None, strict=None,
+                             weights_only: bool = True, **kwargs):
+        """Lightning's way back, for every dlf family: the constructor's arguments are the checkpoint's
+        hyper-parameters (plain types, saved by dlf.run.build: the net's config, the data's facts), or, in a
+        checkpoint of dlf 0.1, which holds none, its run dir's .hydra/config.yaml (dlf.systems.saved). The system
+        comes back in eval mode on `map_location`; `System.load_from_checkpoint` returns the checkpoint's own family."""
+        from dlf.systems import saved
+
+        target, hparams = saved.stored(cls, checkpoint_path, given=kwargs, hparams_file=hparams_file)
+        if target is not cls:  # System.load_from_checkpoint(path): the family the checkpoint holds
+            return target.load_from_checkpoint(checkpoint_path, map_location, hparams_file, strict, weights_only,
+                                               **kwargs)
+        args = {**saved.constructor_args(hparams, checkpoint_path), **kwargs}
+        system = super().load_from_checkpoint(checkpoint_path, map_location, hparams_file, strict,
+                                              weights_only=weights_only, **args)
+        if hparams:
+            system.save_hyperparameters(hparams, logger=False)  # saved again by a Trainer that trains it on
+        return system.eval()
+
+    def answer(self, x: torch.Tensor) -> torch.Tensor:
+        """The task's answer [N, ...] for a batch of model inputs (what `predict` returns). Families override it."""
+        raise DlfError(f"{type(self).__name__} has no predict: it does not answer for inputs")
+
+    def probabilities(self, x: torch.Tensor) -> torch.Tensor:
+        """Class probabilities [N, K] (a binary target: P(y=1) [N]) for a batch of model inputs."""
+        raise DlfError(f"{type(self).__name__} has no predict_proba: it is not a classifier")
+
+    def predict(self, raw):
+        """The task's answer for inputs in the data's own units (one sample or a batch; the data module's own
+        transform, `DataFacts.encode`, turns them into model inputs): a class index, a sum, a probability."""
+        return self._answer_raw(self.answer, raw)
+
+    def predict_proba(self, raw):
+        """Class probabilities for inputs in the data's own units ([K] for one sample, [N, K] for a batch)."""
+        return self._answer_raw(self.probabilities, raw)
+
+    @torch.no_grad()
+    def _answer_raw(self, fn: Callable, raw):
+        x, single = self.facts.encode(raw)
+        was = self.training
+        self.eval()
+        try:
+            out = fn(x.to(self.device)).cpu()
+        finally:
+            self.train(was)
+        if not single:
+            return out
+        return out[0].item() if out[0].dim() == 0 else out[0]
+
     # ---- what it trains ---------------------------------------------------------------------------------------------
     def nets(self) -> list[torch.nn.Module]:
         """The nets this system trains (compiled by model.compile=true): `net` here; families with more say so."""

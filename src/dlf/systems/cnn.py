@@ -87,6 +87,13 @@ class CNNSystem(System):
         """Class probabilities y_hat = softmax(z)."""
         return torch.softmax(self.net(self.to_net_input(x)), dim=-1)
 
+    def probabilities(self, x: torch.Tensor) -> torch.Tensor:
+        return self(x)
+
+    def answer(self, x: torch.Tensor) -> torch.Tensor:
+        """The class: argmax_k y_hat_k."""
+        return self(x).argmax(-1)
+
     def step(self, batch, batch_idx: int, stage: str) -> torch.Tensor:
         x, y = batch
         x = self.to_net_input(x)

@@ -130,6 +130,13 @@ class GANSystem(System):
         self.train(was)
         return x
 
+    def sample(self, n: int, seed: int | None = None) -> torch.Tensor:
+        """n samples of G in the data's units: points [n, 2], or images [n, C, H, W] with pixels in [0, 1]."""
+        require(isinstance(n, int) and n > 0, f"n={n!r} must be a positive number of samples")
+        gen = torch.Generator().manual_seed(seed) if seed is not None else None
+        x = self.generate(n, gen)
+        return (self.to_pixels(x) if self.facts.kind == "image" else x).cpu()
+
     def to_pixels(self, x: torch.Tensor) -> torch.Tensor:
         """Samples as pixels in [0, 1] for pictures: undoes the data's standardisation (if it has one)."""
         return x if self.pixels is None else self.pixels.inverse(x)

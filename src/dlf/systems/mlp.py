@@ -45,6 +45,16 @@ class MLPSystem(System):
         """Output probabilities y_hat: [N, 1] for a binary target, [N, classes] for classes."""
         return output_unit(self.net(x.flatten(1)), self.output)
 
+    def probabilities(self, x: torch.Tensor) -> torch.Tensor:
+        """P(y=1) [N] for a binary target (XOR), else the class probabilities [N, K]."""
+        y_hat = self(x)
+        return y_hat[:, 0] if self.output == "sigmoid" else y_hat
+
+    def answer(self, x: torch.Tensor) -> torch.Tensor:
+        """A binary target's probability P(y=1) (XOR: how sure the net is that x1 XOR x2 = 1), else the class."""
+        y_hat = self.probabilities(x)
+        return y_hat if y_hat.dim() == 1 else y_hat.argmax(-1)
+
     def step(self, batch, batch_idx: int, stage: str) -> torch.Tensor:
         x, y = batch
         z = self.net(x.flatten(1))                           # z: the output pre-activation (logits)

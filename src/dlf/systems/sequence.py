@@ -205,6 +205,50 @@ class SequenceSystem(System):
         super().on_test_epoch_end()
         self.task.epoch_end(self, "test")
 
-    def on_save_checkpoint(self, checkpoint: dict) -> None:
-        # What scripts/sample.py needs to rebuild the model without the data: the facts (vocabulary) as plain types.
-        checkpoint["dlf_facts"] = self.facts.as_dict()
+    # ---- in use ------------------------------------------------------------------------------------------------
+    def answer(self, x: torch.Tensor) -> torch.Tensor:
+        """Regression (adding): y_hat [N]; classes: the class [N]."""
+        z = self(x)
+        return z[:, 0] if isinstance(self.task, Regression) else z.argmax(-1)
+
+    def probabilities(self, x: torch.Tensor) -> torch.Tensor:
+        require(isinstance(self.task, Classes), f"data={self.facts.name}'s model is not a classifier: use predict")
+        return torch.softmax(self(x), -1)
+
+    def predict(self, raw):
+        """A language model: P(next character | prompt) as {character: probability}, most likely first (a list of
+        prompts: one dict each); other tasks: System.predict (sums, classes)."""
+        if not self.task.every_step:
+            return super().predict(raw)
+        probs = self._answer_raw(lambda x: torch.softmax(self(x)[:, -1], -1), raw)
+        rows = probs.unsqueeze(0) if probs.dim() == 1 else probs
+        out = [dict(sorted(zip(self.facts.vocab, row.tolist()), key=lambda kv: -kv[1])) for row in rows]
+        return out[0] if isinstance(raw, str) else out
+
+    @torch.no_grad()
+    def next_char_probs(self, prompt: str):
+        """P(next character | prompt) [V] and the state after the prompt."""
+        hs, state = self.encode(self.inputs(self.facts.encode(prompt)[0].to(self.device)))
+        return torch.softmax(self.head(hs[:, -1]), -1)[0], state
+
+    @torch.no_grad()
+    def sample(self, prompt: str, length: int = 200, temperature: float = 0.8, seed: int = 0) -> str:
+        """The prompt and `length` characters, each drawn from softmax(V h_t / temperature) (0: the most likely)."""
+        require(self.task.every_step, f"data={self.facts.name}'s model is not a language model: use predict")
+        require(temperature >= 0, f"temperature={temperature} must be >= 0 (0: always the most likely character)")
+        was = self.training
+        self.eval()
+        gen = torch.Generator().manual_seed(seed)
+        hs, state = self.encode(self.inputs(self.facts.encode(prompt)[0].to(self.device)))
+        logits, out = self.head(hs[:, -1])[0].cpu(), []
+        for _ in range(length):
+            if temperature == 0:
+                c = int(logits.argmax())
+            else:
+                c = int(torch.multinomial(torch.softmax(logits / temperature, -1), 1, generator=gen))
+            out.append(self.facts.vocab[c])
+            step = self.inputs(torch.tensor([[c]], device=self.device))
+            hs, state = self.encode(step, state=state)  # one step, carrying h (and C)
+            logits = self.head(hs[:, -1])[0].cpu()
+        self.train(was)
+        return prompt + "".join(out)

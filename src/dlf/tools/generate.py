@@ -43,7 +43,7 @@ def load_gan(where: Path, ckpt: str = "best"):
         source = Path(ckpt)
         require(source.is_file(), f"checkpoint {source} not found: use --ckpt last, --ckpt best or --ckpt <path>")
         ckpt = "best"
-    loaded = load_run(source, ckpt)
+    loaded = load_run(source, ckpt, data=True)  # the real points are drawn beside the samples
     require(loaded.datamodule is not None and callable(getattr(loaded.system, "generate", None)),
             f"the run in {loaded.run_dir} trained {type(loaded.system).__module__}.{type(loaded.system).__name__}, "
             "not a GAN: pass a model=gan or model=dcgan run")

@@ -43,48 +43,23 @@ def load_model(path: str | Path):
 
 
 def encode(text: str, vocab: list[str]):
-    """The prompt as character indices [1, len]; a character outside the vocabulary is one line."""
-    import torch
+    """Character ids [1, len(text)] (DataFacts.encode, the one place a prompt becomes the model's input)."""
+    from dlf.data.base import DataFacts
 
-    index = {c: i for i, c in enumerate(vocab)}
-    unknown = sorted({c for c in text if c not in index})
-    require(not unknown, f"the prompt has characters the model never saw: {''.join(unknown)!r}; "
-                         f"use only these: {''.join(vocab)!r}")
-    return torch.tensor([[index[c] for c in text]], dtype=torch.int64)
+    return DataFacts(name="text", kind="tokens", target="next_token", vocab=list(vocab)).encode(text)[0]
 
 
 def next_char_probs(model, prompt: str, vocab: list[str]):
-    """P(next character | prompt) [V] and the state after the prompt."""
-    import torch
-
-    with torch.no_grad():
-        hs, state = model.encode(model.inputs(encode(prompt, vocab)))
-        return torch.softmax(model.head(hs[:, -1]), -1)[0], state
+    """P(next character | prompt) [V] and the state after the prompt (SequenceSystem.next_char_probs)."""
+    require(list(vocab) == list(model.facts.vocab), "the vocabulary given is not the model's")
+    return model.next_char_probs(prompt)
 
 
 def generate(model, prompt: str, vocab: list[str], length: int = 200, temperature: float = 0.8,
              seed: int = 0) -> str:
-    import torch
-
-    require(temperature >= 0, f"--temperature={temperature} must be >= 0 (0: always the most likely character)")
-    with torch.no_grad():
-        return _generate(model, prompt, vocab, length, temperature, torch.Generator().manual_seed(seed))
-
-
-def _generate(model, prompt: str, vocab: list[str], length: int, temperature: float, gen) -> str:
-    import torch
-
-    hs, state = model.encode(model.inputs(encode(prompt, vocab)))
-    logits, out = model.head(hs[:, -1])[0], []
-    for _ in range(length):
-        if temperature == 0:
-            c = int(logits.argmax())
-        else:
-            c = int(torch.multinomial(torch.softmax(logits / temperature, -1), 1, generator=gen))
-        out.append(vocab[c])
-        hs, state = model.encode(model.inputs(torch.tensor([[c]])), state=state)  # one step, carrying h (and C)
-        logits = model.head(hs[:, -1])[0]
-    return prompt + "".join(out)
+    """The prompt and `length` sampled characters (SequenceSystem.sample)."""
+    require(list(vocab) == list(model.facts.vocab), "the vocabulary given is not the model's")
+    return model.sample(prompt, length, temperature, seed)
 
 
 def main(argv: list[str] | None = None) -> int:

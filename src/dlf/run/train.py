@@ -104,9 +104,14 @@ def run(cfg: DictConfig, outcome: Outcome | None = None, checked: bool = False) 
     datamodule, system, recorded = build(cfg, start)
     trainer = make_trainer(cfg, system)
     # no failed NVML load at every optimizer step where there is no NVIDIA driver (the same answer, ~50 µs sooner)
-    with internals.cuda_check_without_failing_nvml():
-        fit(cfg, trainer, system, datamodule, start, outcome)
-        metrics = test(cfg, trainer, system, datamodule, start)
+    try:
+        with internals.cuda_check_without_failing_nvml():
+            fit(cfg, trainer, system, datamodule, start, outcome)
+            metrics = test(cfg, trainer, system, datamodule, start)
+    finally:
+        from dlf.loggers import close_loggers
+
+        close_loggers(trainer)  # the run's one event file, written on through fit and test
     report(cfg, metrics, outcome, recorded)
     return metrics
 

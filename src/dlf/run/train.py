@@ -221,7 +221,9 @@ def report(cfg: DictConfig, metrics: dict, outcome: Outcome, recorded: float | N
     tests = {k: round(v, 4) for k, v in outcome.test.items()}
     if tests:
         say("Test: " + ", ".join(f"{k}={v}" for k, v in sorted(tests.items())))
-    say(f"Run dir: {cfg.paths.output_dir}   (tensorboard --logdir {cfg.paths.output_dir})")
+    run_dir = Path(str(cfg.paths.output_dir))
+    events = any(run_dir.glob("events.out.tfevents.*")) or any(run_dir.glob("*/events.out.tfevents.*"))
+    say(f"Run dir: {run_dir}" + (f"   (tensorboard --logdir {run_dir})" if events else ""))
 
 
 def _instantiate_all(section) -> list:

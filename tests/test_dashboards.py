@@ -195,6 +195,12 @@ def test_seeds_are_aggregated_and_sweeps_kept_apart(logs):
     assert len(blocks) == len(set(blocks)) == 3, parents  # each sweep's jobs together: no 0, 0, 1, 1
     jobs_a = [int(r["job"]) for r in everything if str(sweep_a) in r["run_dir"]]
     assert jobs_a == [0, 1, 2, 3]
+    (old,) = [r for r in everything if OLD_RUN.name in r["run_dir"]]  # the old layout (events in tensorboard/) read
+    assert old["status"] == "ok" and old["steps"] == "100" and float(old["best"]) == pytest.approx(0.1115, rel=1e-3)
+    from dlf.tools.compare import read_run
+
+    curves = read_run(Path(old["run_dir"])).curves
+    assert len(curves["train/loss"][0]) >= 10 and "epoch" not in curves  # its curves, for sweep.png
 
 
 def test_console_one_summary_per_architecture_one_line_bar_and_honest_hint(logs):

@@ -184,7 +184,7 @@ def test_ddp_cpu_run_rank_zero_talks_and_counts_each_sample_once(tmp_path):
     r = shared_server().run(["model=mlp", "trainer=ddp_cpu", *TINY, *count], cwd=tmp_path, timeout=DDP_TIMEOUT)
     run = _check_one_run(r, tmp_path)
     assert "MEMBER: 2/2" in (run / "train.log").read_text()  # Lightning's INFO lines go to the run's train.log
-    writers = {f.name.split(".")[-2] for f in run.glob("tensorboard/**/events.out.tfevents.*")}
+    writers = {f.name.split(".")[-2] for f in run.glob("**/events.out.tfevents.*")}
     assert writers == {run.name.rsplit("_", 1)[1]}  # written by rank 0's process (its pid names the run dir) only
     assert (run / "checkpoints" / "last.ckpt").is_file() and (run / ".hydra" / "config.yaml").is_file()
     counts = json.loads((run / "counts.json").read_text())

@@ -109,6 +109,8 @@ def test_disk_full(target, expect, server, small_disk, tmp_path, tmp_path_factor
     disk = small_disk(run / target)
     fault = ["+callbacks.fault._target_=killers.FillDisk", "+callbacks.fault.step=6",
              f"+callbacks.fault.folder={disk}", f"hydra.run.dir={run}"]
+    if target == "tensorboard":  # the event file in a folder of its own (it is in the run dir itself by default)
+        fault.append("logger.tensorboard.name=tensorboard")
     r = server.run(XOR + fault, cwd=tmp_path)
     assert r.returncode == 2, r.stderr[-3000:]
     line = one_error_line(r.stderr)

@@ -68,11 +68,12 @@ def test_the_same_records_in_the_same_file_format_as_the_writer_thread(tmp_path)
 
 def test_the_logger_writes_on_the_training_thread_and_reads_back(tmp_path):
     """dlf's logger: no TensorBoard writer thread while it logs, every scalar readable at once, and after finalize
-    (as Lightning ends a run) too; a write after finalize (the test stage) opens a new file, also without a thread."""
+    (as Lightning ends fit) too; a write after finalize (the test stage) goes on in the same file, also without a
+    thread; close() ends it. Lightning's `epoch` is not written."""
     before = set(writer_threads())
     lg = TensorBoardLogger(str(tmp_path), name="", version="")
     for step in range(12):
-        lg.log_metrics({"train/loss": 1.0 / (step + 1)}, step=step)
+        lg.log_metrics({"train/loss": 1.0 / (step + 1), "epoch": 0}, step=step)
         lg.save()
     assert not set(writer_threads()) - before
     (f,) = tmp_path.glob("events.out.tfevents.*")
@@ -81,18 +82,22 @@ def test_the_logger_writes_on_the_training_thread_and_reads_back(tmp_path):
     lg.finalize("success")
     lg.log_metrics({"test/loss": 0.5}, step=12)
     assert not set(writer_threads()) - before
-    assert len(list(tmp_path.glob("events.out.tfevents.*"))) == 2
     lg.finalize("success")
+    lg.close()
+    (f,) = tmp_path.glob("events.out.tfevents.*")
+    tags = [v.tag for e in EventFileLoader(str(f)).Load() for v in e.summary.value]
+    assert tags == ["train/loss"] * 12 + ["test/loss"] and lg.scalar_tags == {"train/loss", "test/loss"}
 
 
 def test_finalize_opens_no_new_event_file(tmp_path):
-    """Lightning's finalize closes the writer and then saves: a save that is due then flushes a closed writer,
-    which must not open another (empty) event file. flush_every_s=0: every save is due."""
+    """Lightning's finalize (dlf's close) closes the writer and then saves: a save that is due then flushes a closed
+    writer, which must not open another (empty) event file. flush_every_s=0: every save is due."""
     lg = TensorBoardLogger(str(tmp_path), name="", version="", flush_every_s=0)
     lg.log_metrics({"train/loss": 1.0}, step=0)
     lg.save()
     lg.finalize("success")
-    lg.finalize("success")
+    lg.close()
+    lg.close()
     assert len(list(tmp_path.glob("events.out.tfevents.*"))) == 1
 
 

@@ -6,6 +6,7 @@ from __future__ import annotations
 import time
 
 import lightning as L
+import pytest
 import torch
 from lightning.pytorch.callbacks import RichProgressBar
 
@@ -240,3 +241,18 @@ def test_a_bar_that_is_off_does_nothing_in_its_hooks():
     trainer.fit(_TinyEval(), data, data)
     trainer.test(_TinyEval(), data, verbose=False)
     assert bar.is_disabled and trainer.global_step == 6
+
+
+def test_the_run_time_left_counts_batches_to_max_epochs_or_max_steps_whichever_ends_first():
+    """The training row's "run 0:00:07 left": batches left to the end of the run at the measured speed."""
+    from types import SimpleNamespace
+
+    bar = ProgressBar()
+    bar._samples.extend([(0.0, 0), (2.0, 100)])  # 50 batches a second
+    bar._train_total, bar._in_epoch, bar._trained, bar._first_step = 50, 10, 100, 0
+    bar._trainer = SimpleNamespace(max_epochs=10, current_epoch=2, max_steps=-1, global_step=100)
+    assert bar.run_time_left() == pytest.approx(((10 - 2) * 50 - 10) / 50)  # epochs bound it: 390 batches
+    bar._trainer = SimpleNamespace(max_epochs=10, current_epoch=2, max_steps=300, global_step=200)
+    assert bar.run_time_left() == pytest.approx((300 - 200) * (100 / 200) / 50)  # 2 steps a batch (the GAN): 50
+    bar._trainer = SimpleNamespace(max_epochs=-1, current_epoch=2, max_steps=-1, global_step=200)
+    assert bar.run_time_left() is None  # nothing bounds the run

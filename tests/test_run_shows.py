@@ -65,7 +65,7 @@ def test_cnn_images_are_near_square_grids(model, tmp_path, make_cfg):
 
     cfg = make_cfg([f"model={model}", "logger=tensorboard"], tmp_path)
     run(cfg)
-    events = EventAccumulator(str(tmp_path / "tensorboard"), size_guidance={"images": 0})
+    events = EventAccumulator(str(tmp_path), size_guidance={"images": 0})
     events.Reload()
     tags = [t for t in events.Tags()["images"] if t.startswith(("cnn/feature_maps/", "cnn/kernels/"))]
     assert {"cnn/feature_maps/block0", "cnn/feature_maps/block1", "cnn/kernels/block0"} <= set(tags)

@@ -15,6 +15,14 @@ Lightning writes the logged metrics every `trainer.log_every_n_steps` steps and 
   `finalize`). For a remote log dir (fsspec, no append) TensorBoard's flush rewrites the whole file, so fewer flushes
   matter there too.
 
+Two departures from Lightning's logger, for the dashboards (TensorBoard's Scalars and HPARAMS):
+
+- One event file per run. Lightning's `finalize` closes the writer at the end of fit, and the test stage's first write
+  opens a second file; here `finalize` flushes and the run closes the logger once, at its end (`close_loggers`).
+- Lightning's `epoch` (added to every logged dict) is not written: an `epoch` staircase is the first chart Scalars
+  opens on, and TensorBoard's own x-axis choices (step, relative, wall) already show progress. The scalar tags logged
+  are kept (`scalar_tags`) for the custom-scalars layout (dlf.callbacks.layout).
+
 TensorBoard's internals are read in one place, `write_on_this_thread`, and torch's `SummaryWriter._get_file_writer`
 (where it opens an event file) in `events_on_this_thread`; tests/test_loggers.py fails first if they change.
 """
@@ -93,6 +101,7 @@ class TensorBoardLogger(LightningTensorBoardLogger):
         self.flush_every_s = float(flush_every_s)
         self._saved_at: float | None = None  # None: never (the first save writes hparams.yaml, as Lightning's does)
         self._moved = None  # the SummaryWriter whose event files are written on this thread
+        self.scalar_tags: set[str] = set()  # every scalar tag logged through log_metrics
 
     @property
     def experiment(self):
@@ -104,6 +113,25 @@ class TensorBoardLogger(LightningTensorBoardLogger):
         return writer
 
     @rank_zero_only
+    def log_metrics(self, metrics, step=None) -> None:
+        if "epoch" in metrics:  # Lightning's, added to every dict it logs (the module docstring says why it goes)
+            metrics = {k: v for k, v in metrics.items() if k != "epoch"}
+        self.scalar_tags.update(metrics)
+        super().log_metrics(metrics, step)
+
+    @rank_zero_only
+    def finalize(self, status: str) -> None:
+        """Lightning's finalize at the end of fit and of test, less its close: the test stage writes on into the same
+        event file. `close_loggers` closes it when the run ends."""
+        if self._experiment is not None:
+            self.flush()
+
+    @rank_zero_only
+    def close(self) -> None:
+        """Flush and close the event file (Lightning's finalize); a later write would open a new one."""
+        LightningTensorBoardLogger.finalize(self, "success")
+
+    @rank_zero_only
     def save(self) -> None:
         if self._saved_at is None or time.monotonic() - self._saved_at >= self.flush_every_s:
             self.flush()
@@ -113,6 +141,13 @@ class TensorBoardLogger(LightningTensorBoardLogger):
         """Lightning's save now: the event file flushed, hparams.yaml written if it is missing."""
         super().save()
         self._saved_at = time.monotonic()
+
+
+def close_loggers(trainer) -> None:
+    """Close every dlf TensorBoard logger of `trainer` at the end of a run (its one event file)."""
+    for lg in trainer.loggers:
+        if isinstance(lg, TensorBoardLogger):
+            lg.close()
 
 
 def flush_events(trainer) -> None:

@@ -102,9 +102,14 @@ def run(cfg: DictConfig, outcome: Outcome | None = None, checked: bool = False) 
     datamodule, system, recorded = build(cfg, start)
     trainer = make_trainer(cfg, system)
     # no failed NVML load at every optimizer step where there is no NVIDIA driver (the same answer, ~50 µs sooner)
-    with internals.cuda_check_without_failing_nvml():
-        fit(cfg, trainer, system, datamodule, start, outcome)
-        metrics = test(cfg, trainer, system, datamodule, start)
+    try:
+        with internals.cuda_check_without_failing_nvml():
+            fit(cfg, trainer, system, datamodule, start, outcome)
+            metrics = test(cfg, trainer, system, datamodule, start)
+    finally:
+        from dlf.loggers import close_loggers
+
+        close_loggers(trainer)  # the run's one event file, written on through fit and test
     report(cfg, metrics, outcome, recorded)
     return metrics
 
@@ -223,7 +228,9 @@ def report(cfg: DictConfig, metrics: dict, outcome: Outcome, recorded: float | N
     tests = {k: round(v, 4) for k, v in outcome.test.items()}
     if tests:
         say("Test: " + ", ".join(f"{k}={v}" for k, v in sorted(tests.items())))
-    say(f"Run dir: {cfg.paths.output_dir}   (tensorboard --logdir {cfg.paths.output_dir})")
+    run_dir = Path(str(cfg.paths.output_dir))
+    events = any(run_dir.glob("events.out.tfevents.*")) or any(run_dir.glob("*/events.out.tfevents.*"))
+    say(f"Run dir: {run_dir}" + (f"   (tensorboard --logdir {run_dir})" if events else ""))
 
 
 def _instantiate_all(section) -> list:

@@ -1,8 +1,15 @@
 """`dlf-compare <dir>` (or `python -m dlf.tools.compare <dir>`): compare the runs under a dir — a sweep dir, or any dir of runs.
 
 Writes <dir>/sweep.csv and sweep.md (one row per run: overrides, status, the monitored metric's best and last, steps,
-wall time, the one-line error of a failed job) and sweep.png (every run's training cost on one labelled axis, and the
-monitored metric), and prints their paths. The end of every multirun does the same (dlf.tools.summary.SweepSummary).
+wall time, the one-line error of a failed job; runs that differ only in their seed aggregated per setting, mean ± std
+and n, dlf.tools.seeds) and sweep.png (every run's training cost on one labelled axis, and the monitored metric; a
+setting of several seeds as its mean and a ±std band), and prints their paths. The end of every multirun does the
+same (dlf.tools.summary.SweepSummary). Over a dir of several sweeps (`dlf-compare logs/`) each sweep's runs stay
+together, in job order.
+
+`--fix-tensorboard` first rewrites the event files of run dirs written by dlf up to 23bf94c (an hparams experiment
+summary in every run, which TensorBoard takes for the whole log dir; `schema@*` columns; Lightning's `epoch` scalar)
+as runs write them now (dlf.callbacks.hparams.fix_run), in place.
 
 Per run it reads `result.json` (what the job wrote at its end), `.hydra/hydra.yaml` (its overrides) and its TensorBoard
 event files with TensorBoard's own reader. A damaged event file (truncated, bytes flipped, zero-filled) gives one line
@@ -22,10 +29,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from dlf.errors import DlfError
+from dlf.tools import seeds
 from dlf.tools.events import read_scalars
-
-COST_TAGS = (("train/loss",), ("train/d_loss", "train/g_loss"))  # the MLP/RNN/LSTM/CNN cost; the GAN's two costs
-STYLES = ("-", "--", ":")
+from dlf.tools.sweep_plot import plot
 
 
 @dataclass
@@ -34,6 +40,9 @@ class Run:
     job: int | None = None
     label: str = ""
     overrides: list[str] = field(default_factory=list)  # its command-line overrides, less the ones left out of dir names
+    hydra: bool = False  # its .hydra/hydra.yaml was read
+    seed: int | None = None
+    test: dict[str, float] = field(default_factory=dict)
     status: str = "unknown"
     monitor: str | None = None
     mode: str | None = None
@@ -81,12 +90,14 @@ def read_run(run_dir: Path) -> Run:
         hydra = OmegaConf.load(hydra_yaml).hydra
         run.label = str(hydra.job.get("override_dirname") or "") or "(defaults)"
         run.job = hydra.job.get("num", run.job)
+        run.hydra = True
         skip = set(OmegaConf.select(hydra, "job.config.override_dirname.exclude_keys", default=[]) or [])
         run.overrides = [str(o) for o in hydra.overrides.task if str(o).split("=", 1)[0].lstrip("+~") not in skip]
     if config_yaml.is_file():
         cfg = OmegaConf.load(config_yaml)
         run.monitor = OmegaConf.select(cfg, "monitor", throw_on_resolution_failure=False)
         run.mode = OmegaConf.select(cfg, "monitor_mode", throw_on_resolution_failure=False)
+        run.seed = OmegaConf.select(cfg, "seed", throw_on_resolution_failure=False)
     result_file = run_dir / "result.json"
     if result_file.is_file():
         try:
@@ -98,6 +109,7 @@ def read_run(run_dir: Path) -> Run:
         run.monitor, run.mode = res.get("monitor", run.monitor), res.get("mode", run.mode)
         run.best, run.last, run.wall_s = _float(res.get("best")), _float(res.get("last")), _float(res.get("wall_s"))
         run.steps = res.get("steps")
+        run.test = {k: v for k, v in (res.get("test") or {}).items() if isinstance(v, (int, float))}
         if res.get("error"):
             run.notes.append(str(res["error"]).strip().splitlines()[0][:200])
     else:
@@ -133,6 +145,7 @@ def best_run(runs: list[Run]) -> Run | None:
 
 
 HEADER = ("job", "overrides", "status", "monitor", "best", "last", "steps", "wall_s", "note", "run_dir")
+SEED_HEADER = ("setting", "seed", "n", "best_mean", "best_std", "last_mean", "last_std")  # the run's setting's
 
 
 def _row(r: Run) -> list[str]:
@@ -141,11 +154,30 @@ def _row(r: Run) -> list[str]:
             _fmt(r.best), _fmt(r.last), _fmt(r.steps), _fmt(wall), "; ".join(r.notes), str(r.dir)]
 
 
-def write_csv(runs: list[Run], path: Path) -> None:
+def write_csv(runs: list[Run], settings: list[seeds.Setting], path: Path) -> None:
+    """One row per run; its setting (overrides less seed), seed, and the setting's n, mean and std of best and last."""
+    of = {id(r): s for s in settings for r in s.runs}
     with open(path, "w", newline="") as f:
         w = csv.writer(f)
-        w.writerow(HEADER)
-        w.writerows(_row(r) for r in runs)
+        w.writerow(HEADER + SEED_HEADER)
+        for r in runs:
+            s = of[id(r)]
+            (bm, bs, _), (lm, ls, _) = s.stat(lambda x: x.best), s.stat(lambda x: x.last)
+            w.writerow(_row(r) + [s.label, _fmt(r.seed), s.n] + [_fmt(v, 6) for v in (bm, bs, lm, ls)])
+
+
+def seeds_table(settings: list[seeds.Setting]) -> list[str]:
+    """sweep.md's table of the settings run with several seeds: mean ± std of best, last and each test metric."""
+    tests = sorted({k for s in settings for r in s.runs for k in r.test})
+    lines = ["## Seeds aggregated: mean ± std over the n runs of a setting", "",
+             "| setting | n | seeds | best | last | " + " | ".join(tests) + (" |" if tests else "|"),
+             "|" + "---|" * (5 + len(tests))]
+    for s in settings:
+        if s.n > 1:
+            cells = [s.label, str(s.n), s.seeds(), s.cell(lambda r: r.best), s.cell(lambda r: r.last)]
+            cells += [s.cell(lambda r, k=k: r.test.get(k)) for k in tests]
+            lines.append("| " + " | ".join(c.replace("|", "\\|") for c in cells) + " |")
+    return lines + [""]
 
 
 def fixed_overrides(runs: list[Run]) -> list[str]:
@@ -155,7 +187,8 @@ def fixed_overrides(runs: list[Run]) -> list[str]:
     return sorted(set.intersection(*(set(r.overrides) for r in runs)))
 
 
-def markdown(runs: list[Run], figure: str | None, common: list[str] = ()) -> str:
+def markdown(runs: list[Run], figure: str | None, common: list[str] = (),
+             settings: list[seeds.Setting] = (), root: Path | None = None) -> str:
     best = best_run(runs)
     counts = ", ".join(f"{sum(r.status == s for r in runs)} {s}" for s in dict.fromkeys(r.status for r in runs))
     lines = [f"# Sweep summary: {len(runs)} runs ({counts})", ""]
@@ -163,76 +196,22 @@ def markdown(runs: list[Run], figure: str | None, common: list[str] = ()) -> str
         lines += [f"Every run: `{' '.join(common)}`", ""]
     if best is not None:
         lines += [f"Best by {best.monitor} ({best.mode}): job {_fmt(best.job)} `{best.label}`, {_fmt(best.best)}", ""]
-    lines += ["| " + " | ".join(HEADER[:-1]) + " |", "|" + "---|" * (len(HEADER) - 1)]
-    for r in runs:
-        cells = [c.replace("|", "\\|") for c in _row(r)[:-1]]
-        if r is best:
-            cells[1] = f"**{cells[1]}**"
-        lines.append("| " + " | ".join(cells) + " |")
+    if any(s.n > 1 for s in settings):
+        lines += seeds_table(settings)
+    parents = list(dict.fromkeys(r.dir.parent for r in runs))
+    for parent in parents:  # several sweeps (dlf-compare logs/): a table each, in job order
+        if len(parents) > 1:
+            lines += [f"## {parent.relative_to(root) if root and parent.is_relative_to(root) else parent}", ""]
+        lines += ["| " + " | ".join(HEADER[:-1]) + " |", "|" + "---|" * (len(HEADER) - 1)]
+        for r in (r for r in runs if r.dir.parent == parent):
+            cells = [c.replace("|", "\\|") for c in _row(r)[:-1]]
+            if r is best:
+                cells[1] = f"**{cells[1]}**"
+            lines.append("| " + " | ".join(cells) + " |")
+        lines.append("")
     if figure:
-        lines += ["", f"![training cost and {runs[0].monitor or 'monitored metric'} of every run]({figure})"]
+        lines += [f"![training cost and {runs[0].monitor or 'monitored metric'} of every run]({figure})"]
     return "\n".join(lines) + "\n"
-
-
-def plot(runs: list[Run], path: Path) -> bool:
-    """sweep.png: each run's training cost on one axis (legend: its overrides), the monitored metric beside it."""
-    from matplotlib.figure import Figure
-
-    with_curves = [r for r in runs if r.curves]
-    if not with_curves:
-        return False
-    fig = Figure(figsize=(13, 5.2), layout="constrained")
-    ax_cost, ax_mon = fig.subplots(1, 2)
-    palette = [f"C{i}" for i in range(10)] if len(with_curves) <= 10 else None
-    cost_names: set[str] = set()
-    positive = True
-    for i, r in enumerate(with_curves):
-        color = palette[i] if palette else _cmap(i, len(with_curves))
-        label = _short(f"{_fmt(r.job)} {r.label}" if r.job is not None else r.label)
-        label += f"  [{r.status}]" if r.status not in ("ok", "unknown") else ""
-        tags = next((t for t in COST_TAGS if any(x in r.curves for x in t)), ())
-        for tag, style in zip(tags, STYLES):
-            if tag in r.curves:
-                steps, values = r.curves[tag]
-                ax_cost.plot(steps, values, style, color=color, lw=1.3, label=label if tag == tags[0] else None)
-                cost_names.add(tag)
-                positive &= all(v > 0 for v in values if math.isfinite(v))
-        if r.monitor and r.monitor in r.curves:
-            steps, values = r.curves[r.monitor]
-            ax_mon.plot(steps, values, "-o" if len(steps) < 40 else "-", ms=3, color=color, label=label)
-    names = [t for tags in COST_TAGS for t in tags if t in cost_names]
-    ax_cost.set_title("training cost: " + ", ".join(f"{n} ({('solid', 'dashed', 'dotted')[k % 3]})" if len(names) > 1
-                                                    else n for k, n in enumerate(names)))
-    ax_cost.set_xlabel("step")
-    ax_cost.set_ylabel("cost" + (" (log scale)" if positive else ""))
-    if positive and cost_names:
-        ax_cost.set_yscale("log")
-    monitors = sorted({r.monitor for r in with_curves if r.monitor})
-    modes = sorted({r.mode for r in with_curves if r.mode})
-    ax_mon.set_title("monitored: " + (", ".join(monitors) or "none") + (f" ({modes[0]} is best)" if len(modes) == 1 else ""))
-    ax_mon.set_xlabel("step")
-    ax_mon.set_ylabel(monitors[0] if len(monitors) == 1 else "value")
-    mon_values = [v for line in ax_mon.get_lines() for v in line.get_ydata() if math.isfinite(v)]
-    if mon_values and min(mon_values) > 0 and max(mon_values) / min(mon_values) > 100:  # orders of magnitude apart
-        ax_mon.set_yscale("log")
-    for ax in (ax_cost, ax_mon):
-        ax.grid(alpha=0.3)
-    handles, labels = ax_cost.get_legend_handles_labels()
-    if not handles:
-        handles, labels = ax_mon.get_legend_handles_labels()
-    fig.legend(handles, labels, loc="outside right upper", fontsize=8, title="run (overrides)", title_fontsize=8)
-    fig.savefig(path, dpi=110)
-    return True
-
-
-def _cmap(i: int, n: int):
-    from matplotlib import colormaps
-
-    return colormaps["viridis"](i / max(1, n - 1))
-
-
-def _short(label: str, n: int = 60) -> str:
-    return label if len(label) <= n else label[: n - 1] + "…"
 
 
 @dataclass
@@ -257,7 +236,9 @@ def summarize(root: Path, out: Path | None = None, figure: bool = True) -> Repor
     dirs = find_runs(root)
     if not dirs:
         raise DlfError(f"no runs under {root}: pass a sweep dir (logs/<task>/multiruns/<time>) or a dir of run dirs")
-    runs = sorted((read_run(d) for d in dirs), key=lambda r: (r.job is None, r.job if r.job is not None else 0, str(r.dir)))
+    # each sweep's runs together (dlf-compare logs/ over several sweeps), in job order within it
+    runs = sorted((read_run(d) for d in dirs),
+                  key=lambda r: (str(r.dir.parent), r.job is None, r.job if r.job is not None else 0, str(r.dir)))
     common = fixed_overrides(runs)
     for r in runs:  # label a run by what differs between the runs: optimizer=adam, not the overrides they all share
         if common and r.overrides:
@@ -268,12 +249,24 @@ def summarize(root: Path, out: Path | None = None, figure: bool = True) -> Repor
     for r in runs:
         if seen[r.label] > 1 and r.job is None:
             r.label = f"{r.label} [{r.dir.name}]"
+    settings = seeds.group(runs, common)
     out.mkdir(parents=True, exist_ok=True)
     png = out / "sweep.png"
-    drew = figure and plot(runs, png)
-    (out / "sweep.md").write_text(markdown(runs, png.name if drew else None, common))
-    write_csv(runs, out / "sweep.csv")
+    drew = figure and plot(settings, png)
+    (out / "sweep.md").write_text(markdown(runs, png.name if drew else None, common, settings, root))
+    write_csv(runs, settings, out / "sweep.csv")
     return Report(out, runs, [out / "sweep.md", out / "sweep.csv"] + ([png] if drew else []))
+
+
+def fix_tensorboard(root: Path) -> None:
+    """--fix-tensorboard: each run dir's event files as dlf writes them now (dlf.callbacks.hparams.fix_run)."""
+    from dlf.callbacks.hparams import fix_run
+
+    if not Path(root).is_dir():
+        raise DlfError(f"{root} is not a directory: pass a log dir, a sweep dir or a run dir")
+    for d in find_runs(Path(root)):
+        for f in fix_run(d):
+            print(f"dlf-compare: rewritten as dlf writes event files now: {f}")
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -281,8 +274,14 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("dir", type=Path, help="a sweep dir (logs/<task>/multiruns/<time>) or any dir of run dirs")
     p.add_argument("--out", type=Path, default=None, help="where sweep.csv/md/png go (default: the dir itself)")
     p.add_argument("--no-figure", action="store_true", help="tables only")
+    p.add_argument("--fix-tensorboard", action="store_true",
+                   help="first rewrite, in place, the event files of run dirs written by dlf up to 23bf94c (each with "
+                        "an hparams experiment summary that TensorBoard takes for the whole log dir) as dlf writes "
+                        "them now")
     args = p.parse_args(argv)
     try:
+        if args.fix_tensorboard:
+            fix_tensorboard(args.dir)
         report = summarize(args.dir, args.out, figure=not args.no_figure)
     except DlfError as e:
         print(f"dlf: error: {e}", file=sys.stderr)

@@ -62,7 +62,8 @@ GROUPS = [
           ["default", "cpu", "gpu", "ddp", "ddp_cpu"],
           {"default": "accelerator auto", "ddp": "all CUDA GPUs", "ddp_cpu": "2 CPU processes"}),
     Group("logger", "`tensorboard`: Lightning's logger, writing on the training thread (`logger.tensorboard.flush_every_s`: "
-          "seconds between flushes, default 1)", ["tensorboard", "csv", "none"]),
+          "seconds between flushes, default 1); `mlflow`, `wandb`: see [Logging](#logging); "
+          "several at once: `'logger=[tensorboard,csv,mlflow]'`", ["tensorboard", "csv", "mlflow", "wandb", "none"]),
     Group("callbacks", "checkpoints, one model summary (`trainer.enable_model_summary=false`: none), cost curve; model "
           "configs add their diagnostics; `early_stopping` adds Lightning's `EarlyStopping` on `monitor` "
           "(`callbacks.early_stopping.patience=3`, `.min_delta=0.0`)", ["default", "early_stopping"]),

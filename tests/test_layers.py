@@ -17,7 +17,7 @@ SRC = Path(__file__).resolve().parents[1] / "src"
 PKG = SRC / "dlf"
 
 FOUNDATION = {"dlf", "dlf.errors", "dlf.console", "dlf.faults", "dlf.distributed", "dlf.lightning_internals",
-              "dlf.hydra_internals", "dlf.loggers", "dlf.fast_logging"}
+              "dlf.hydra_internals", "dlf.loggers", "dlf.tracking", "dlf.fast_logging"}
 COURSE = ("dlf.nets", "dlf.systems", "dlf.data", "dlf.metrics", "dlf.callbacks")
 LAYERS = {"foundation": 0, "course": 1, "run": 2, "tools": 3}
 

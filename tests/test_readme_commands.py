@@ -57,6 +57,8 @@ EXEMPT: dict[str, str] = {  # regex, matched against the whole normalised comman
     r"tensorboard --logdir .*": "a server that waits for a browser (tests/test_loggers.py reads the event files back)",
     r"python train\.py -m hydra/launcher=slurm .*": "submits to a SLURM cluster (none here); trainer=gpu too. "
                                                     "tests/test_sweeps.py composes the launcher's config",
+    r"MLFLOW_TRACKING_URI=http://\S+ python train\.py .*": "needs a running `mlflow server`: "
+        "tests/test_loggers_external.py starts one (SQLite backend, 127.0.0.1) and runs this form against it",
     r"torchrun --nnodes=.*": MULTI_NODE,
     r"srun .*": MULTI_NODE + "; needs SLURM",
     r"python train\.py -m hydra/launcher=submitit_slurm .*": MULTI_NODE + "; needs SLURM",

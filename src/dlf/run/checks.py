@@ -209,6 +209,28 @@ def scheduler(cfg: DictConfig) -> None:
                        "monitor: set monitor=val/loss (or another metric the model logs), or pick another scheduler")
 
 
+# Loggers whose package comes with an extra of dlf (pyproject.toml): the logger class -> (its package, the extra)
+LOGGER_EXTRAS = {"MLFlowLogger": ("mlflow", "mlflow"), "WandbLogger": ("wandb", "wandb")}
+
+
+def logger_packages(cfg: DictConfig) -> None:
+    """A logger whose package is not installed (`logger=mlflow` without the [mlflow] extra): the extra to install."""
+    import importlib.util
+
+    for name, lg in (cfg.get("logger") or {}).items():
+        target = str(lg.get("_target_", "")) if isinstance(lg, DictConfig) else ""
+        package, extra = LOGGER_EXTRAS.get(target.rpartition(".")[2], (None, None))
+        if package is None:
+            continue
+        try:
+            found = importlib.util.find_spec(package) is not None
+        except (ImportError, ValueError):
+            found = False
+        if not found:
+            raise DlfError(f"logger.{name} ({target}) needs the {package} package, which is not installed in this "
+                           f'Python: pip install -e ".[{extra}]" (or pip install {package}), or choose another logger')
+
+
 def ddp(cfg: DictConfig) -> None:
     """Many processes: set-ups that would hang or crash inside torch.distributed (dlf.distributed.check)."""
     from dlf import distributed  # [ddp]
@@ -229,7 +251,7 @@ def gpu_visible(cfg: DictConfig) -> None:
 
 # In order: a check may rely on the ones before it (values resolve first; DDP before the GPU check).
 CHECKS = (resolves, moved_keys, seed, task_name, train_and_test, monitor, trainer_loop, trainer_hardware,
-          optimizer, data, impls, callbacks, scheduler, ddp, gpu_visible)
+          optimizer, data, impls, callbacks, scheduler, logger_packages, ddp, gpu_visible)
 
 
 def check_config(cfg: DictConfig) -> None:

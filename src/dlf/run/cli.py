@@ -33,6 +33,11 @@ from dlf.run.checks import MOVED
 from dlf.run.sweep import continue_job
 from dlf.run.train import CONFIG_DIR, Outcome, prepare, run, write_result
 
+# The Hydra plugins dlf's configs name (hparams_search=*, hydra/launcher=...): the package and the extra that installs it
+PLUGINS = {"hydra/sweeper/optuna": ("hydra-optuna-sweeper", "sweep"),
+           "hydra/launcher/joblib": ("hydra-joblib-launcher", "sweep"),
+           "hydra/launcher/submitit_local": ("hydra-submitit-launcher", "sweep"),
+           "hydra/launcher/submitit_slurm": ("hydra-submitit-launcher", "sweep")}
 FAILED_JOBS: list[str] = []  # "job <n> (<overrides>): <error>" for each failed job of this process's multirun
 JOBS_RUN: list[int] = [0]  # how many jobs of it wrote a result.json
 
@@ -103,9 +108,11 @@ class Startup(Callback):
 
     def on_multirun_start(self, config: DictConfig, **kwargs) -> None:
         from dlf.distributed import refuse_multirun  # [ddp] DDP in a basic-launcher multirun: one line
+        from dlf.run.checks import logger_packages
 
         try:  # [ddp]
             refuse_multirun(config)  # [ddp]
+            logger_packages(config)  # a logger's package missing: one line before any job, not one per job
         except DlfError as e:  # [ddp]
             fail(str(e))  # [ddp]
         FAILED_JOBS.clear()
@@ -222,6 +229,8 @@ def explain(e: BaseException) -> tuple[str, int]:
     cause = root_cause(e)
     if isinstance(cause, DlfError):
         return str(cause), 2
+    if isinstance(e, MissingConfigException) and e.missing_cfg_file in PLUGINS:  # not a typo: a plugin not installed
+        return missing_plugin(e.missing_cfg_file), 2
     if isinstance(e, MissingConfigException) and e.options and e.missing_cfg_file and "/" in e.missing_cfg_file:
         group, _, value = e.missing_cfg_file.rpartition("/")
         known = sorted(e.options)
@@ -245,6 +254,14 @@ def explain(e: BaseException) -> tuple[str, int]:
     if isinstance(e, (HydraException, OmegaConfBaseException)):
         return f"bad configuration: {one_line(e)}: check the spelling of the option and its value", 2
     return f"{type(cause).__name__}: {one_line(cause)} (set HYDRA_FULL_ERROR=1 for the full traceback)", 1
+
+
+def missing_plugin(config: str) -> str:
+    """The line for a Hydra plugin's config (`hydra/sweeper/optuna`) that Hydra cannot find: its package is missing."""
+    group, _, name = config.rpartition("/")
+    package, extra = PLUGINS[config]
+    return (f"{group}={name} is a Hydra plugin ({package}) that is not installed in this Python: "
+            f'pip install -e ".[{extra}]" (the sweeper and launchers of the README\'s Sweeps)')
 
 
 def _unknown_key(key: str, near: list[str] | None = None) -> str:

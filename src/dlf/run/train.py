@@ -96,14 +96,16 @@ def run(cfg: DictConfig, outcome: Outcome | None = None, checked: bool = False) 
     `checked`: `prepare` already ran and `cfg.ckpt_path` is the file it resolved (the command line's single run).
     `outcome` (if given) is filled in as the run goes, also when training fails half-way."""
     from dlf import lightning_internals as internals
+    from dlf.tracking import tracked
 
     start = Start(Path(cfg.ckpt_path) if cfg.get("ckpt_path") else None) if checked else prepare(cfg)
     outcome = Outcome() if outcome is None else outcome
     datamodule, system, recorded = build(cfg, start)
     trainer = make_trainer(cfg, system)
-    # no failed NVML load at every optimizer step where there is no NVIDIA driver (the same answer, ~50 µs sooner)
+    # no failed NVML load at every optimizer step where there is no NVIDIA driver (the same answer, ~50 µs sooner);
+    # MLflow / W&B get the config as params first and the W&B run is finished at the end (dlf.tracking)
     try:
-        with internals.cuda_check_without_failing_nvml():
+        with internals.cuda_check_without_failing_nvml(), tracked(trainer, cfg):
             fit(cfg, trainer, system, datamodule, start, outcome)
             metrics = test(cfg, trainer, system, datamodule, start)
     finally:

@@ -227,6 +227,31 @@ def test_multirun_gives_each_job_its_own_mlflow_and_wandb_run(tmp_path, offline_
     assert len(seen) == 4
 
 
+def test_an_interrupted_run_resumed_finishes_the_same_runs(tmp_path, offline_wandb):
+    """SIGTERM at step 70 (exit 143, last.ckpt written): the MLflow run is FAILED and the W&B run ends with exit code
+    1; ckpt_path=last runs to the end in the same MLflow run, now FINISHED, and the same W&B run, now exit code 0."""
+    kill = ["+callbacks.kill._target_=killers.KillAt", "+callbacks.kill.step=70", "+callbacks.kill.sig=SIGTERM"]
+    args = [*XOR, "trainer.max_epochs=2", "logger=[mlflow,wandb]"]
+    r = shared_server().run([*args, *kill], cwd=tmp_path)
+    assert r.returncode == 143, r.stderr[-3000:]
+    run_dir = _only_run_dir(tmp_path)
+    ids = json.loads((run_dir / "trackers.json").read_text())
+    client = MlflowClient(f"sqlite:///{tmp_path / 'logs' / 'mlflow.db'}")
+    run = client.get_run(ids["mlflow"]["run_id"])
+    assert run.info.status == "FAILED"
+    assert max(m.step for m in client.get_metric_history(run.info.run_id, "train/loss")) < 70
+    assert wandb_runs(run_dir) == [{"id": ids["wandb"]["id"], "offline": True, "exit_code": 1}]
+
+    r = shared_server().run([*args, "ckpt_path=last"], cwd=tmp_path)
+    assert r.returncode == 0, r.stderr[-3000:]
+    assert json.loads((run_dir / "trackers.json").read_text()) == ids
+    (run,) = client.search_runs([run.info.experiment_id])
+    assert run.info.run_id == ids["mlflow"]["run_id"] and run.info.status == "FINISHED"
+    assert max(m.step for m in client.get_metric_history(run.info.run_id, "train/loss")) > 70
+    assert [w["exit_code"] for w in wandb_runs(run_dir)] == [1, 0]
+    assert {w["id"] for w in wandb_runs(run_dir)} == {ids["wandb"]["id"]}
+
+
 def test_wandb_is_offline_unless_logged_in(tmp_path, monkeypatch):
     from dlf.tracking import wandb_mode
 

@@ -227,6 +227,19 @@ def test_multirun_gives_each_job_its_own_mlflow_and_wandb_run(tmp_path, offline_
     assert len(seen) == 4
 
 
+def test_runs_started_together_share_a_new_sqlite_store(tmp_path, offline_wandb):
+    """The jobs of a parallel sweep start at once: two runs forked within milliseconds of each other both create the
+    same new logs/mlflow.db and the same experiment (dlf.tracking.store_lock); without the lock the two failed with
+    "OperationalError: table _alembic_tmp_<table> already exists" (2 of 2 tries)."""
+    rs = shared_server().run_together([([*XOR, "logger=mlflow"], tmp_path)] * 2)
+    assert [r.returncode for r in rs] == [0, 0], [r.stderr[-2000:] for r in rs]
+    client = MlflowClient(f"sqlite:///{tmp_path / 'logs' / 'mlflow.db'}")
+    (experiment,) = client.search_experiments(filter_string="name = 'mlp_xor'")
+    runs = client.search_runs([experiment.experiment_id])
+    assert len(runs) == 2 and {r.info.status for r in runs} == {"FINISHED"}
+    assert not any("INFO mlflow" in r.stderr for r in rs)  # MLflow's INFO lines stay off the console
+
+
 def test_an_interrupted_run_resumed_finishes_the_same_runs(tmp_path, offline_wandb):
     """SIGTERM at step 70 (exit 143, last.ckpt written): the MLflow run is FAILED and the W&B run ends with exit code
     1; ckpt_path=last runs to the end in the same MLflow run, now FINISHED, and the same W&B run, now exit code 0."""

@@ -80,6 +80,36 @@ def flat_config(cfg) -> dict:
     return out
 
 
+@contextmanager
+def store_lock(tracking_uri: str):
+    """One process at a time in a SQLite store's set-up: the jobs of a parallel sweep start together, and two of them
+    creating a new mlflow.db at once fail ("table _alembic_tmp_<table> already exists"). A file lock beside the
+    store (`mlflow.db.lock`); other stores (a server) need none."""
+    try:
+        import fcntl
+    except ImportError:  # not POSIX
+        fcntl = None
+    if fcntl is None or not tracking_uri.startswith("sqlite:///"):
+        yield
+        return
+    with open(tracking_uri[len("sqlite:///"):] + ".lock", "a") as f:
+        fcntl.flock(f, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(f, fcntl.LOCK_UN)
+
+
+def _quiet_mlflow() -> None:
+    """MLflow's INFO lines (a new store's tables created, ...) off the console; MLFLOW_LOGGING_LEVEL wins. MLflow sets
+    its logger's level when it is imported, so it is imported first."""
+    try:
+        import mlflow  # noqa: F401
+    except ImportError:  # Lightning's constructor says so
+        return
+    logging.getLogger("mlflow").setLevel(os.environ.get("MLFLOW_LOGGING_LEVEL", "WARNING"))
+
+
 class MLFlowLogger(LightningMLFlowLogger):
     """Lightning's MLFlowLogger continuing the run dir's MLflow run, its SQLite store's artifacts beside the store, and
     `checkpoint_dir`'s checkpoints logged as artifacts (the module docstring says why)."""
@@ -99,24 +129,28 @@ class MLFlowLogger(LightningMLFlowLogger):
         if self.resumed:
             kwargs["run_id"] = known["run_id"]
         kwargs.setdefault("run_name", run_name(run_dir))
-        super().__init__(tracking_uri=tracking_uri, artifact_location=artifact_location, **kwargs)
+        _quiet_mlflow()
+        with store_lock(tracking_uri):  # Lightning's constructor makes the client, which creates a new store's tables
+            super().__init__(tracking_uri=tracking_uri, artifact_location=artifact_location, **kwargs)
         self._logged_files: dict[str, int] = {}
-        # MLflow's INFO lines (a new store's tables created, ...) stay off the console; MLFLOW_LOGGING_LEVEL wins
-        logging.getLogger("mlflow").setLevel(os.environ.get("MLFLOW_LOGGING_LEVEL", "WARNING"))
 
     @property
     @rank_zero_experiment
     def experiment(self):
         if self._initialized:
             return self._mlflow_client
-        if self.resumed:
-            from mlflow.exceptions import MlflowException
+        from mlflow.exceptions import MlflowException
 
+        if self.resumed:
             try:
                 self._mlflow_client.get_run(self._run_id)
             except MlflowException:  # the store no longer has it (a new mlflow.db): a new run
                 self._run_id, self.resumed = None, False
-        client = super().experiment
+        try:
+            with store_lock(self._tracking_uri):
+                client = super().experiment  # finds or creates the experiment, then the run
+        except MlflowException:  # another job created the experiment between the look-up and the creation: found now
+            client = super().experiment
         if self.resumed:
             client.update_run(self._run_id, status="RUNNING")
         remember(self.run_dir, "mlflow", {"run_id": self._run_id, "experiment_id": self._experiment_id,

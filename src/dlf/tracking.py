@@ -10,7 +10,8 @@ with what a dlf run dir needs of them.
   process would log into it. MLflow refuses to change a param: a resumed run adds only the keys its run lacks.
 - MLflow's store is a local SQLite file by default (`logs/mlflow.db`; MLflow 3 calls the `./mlruns` file store legacy),
   its artifacts beside it (`logs/mlartifacts/<experiment>/`), unless `tracking_uri` (or MLFLOW_TRACKING_URI) names a
-  server. The files of `checkpoint_dir` (best.ckpt, last.ckpt) are logged as artifacts `checkpoints/<name>` when fit ends,
+  server; one process at a time sets a SQLite store up (`store_lock`: a parallel sweep's jobs start together). The
+  files of `checkpoint_dir` (best.ckpt, last.ckpt) are logged as artifacts `checkpoints/<name>` when fit ends,
   failed or not: Lightning's `log_model` sees only ModelCheckpoint's files, and dlf's last.ckpt is LastCheckpoint's.
 - W&B runs offline unless the user is logged in (`wandb login`, WANDB_API_KEY) or WANDB_MODE says otherwise: nothing
   leaves the machine unasked; `wandb sync <run dir>/wandb/offline-run-*` uploads a run later.

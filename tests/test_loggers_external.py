@@ -182,7 +182,7 @@ def test_mlflow_server_records_the_run_and_a_resume_continues_it(mlflow_server, 
     assert arts == {"checkpoints/best.ckpt", "checkpoints/last.ckpt"}
     got = Path(client.download_artifacts(run.info.run_id, "checkpoints/last.ckpt", str(tmp_path)))
     assert got.read_bytes() == (run_dir / "checkpoints" / "last.ckpt").read_bytes()
-    assert (run_dir / "csv" / "metrics.csv").is_file() and list((run_dir / "tensorboard").glob("events.out.*"))
+    assert (run_dir / "csv" / "metrics.csv").is_file() and list(run_dir.glob("events.out.tfevents.*"))
     (first_wandb,) = wandb_runs(run_dir)
     assert first_wandb == {"id": ids["wandb"]["id"], "offline": True, "exit_code": 0}
 

@@ -8,6 +8,9 @@ window.MathJax = {
   // error; a local() name that no system has is as blank and loads nothing.
   "HTML-CSS": {availableFonts: [], preferredFont: null, webFont: "STIX-Web", imageFont: null,
                styles: {"@font-face": {"font-family": "MathJax_Blank", src: "local('dlf-no-such-font')"}}},
+  // The hidden MathML copy for screen readers styles \mathcal and \mathbb with MathJax's TeX fonts, which the package
+  // does not ship (a 404 per page that uses them); the typeset HTML keeps its data-mathml attribute.
+  menuSettings: {assistiveMML: false},
   messageStyle: "none",
   showMathMenu: false
 };

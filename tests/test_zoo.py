@@ -110,6 +110,18 @@ def test_text_lstm_s_perplexity_is_the_card_s_to_its_digits():
     assert zoo.get_model("lstm_text").sample("The", length=20, seed=0).startswith("The")
 
 
+def test_gan_ring_s_scores_of_its_fixed_test_noise_are_the_card_s():
+    """The ring GAN from the zoo, its G on the checkpoint's fixed test z, scored against the ring's centres: the card's
+    modes and high-quality share, to the card's digits; sample(n, seed) in the data's units, the same for a seed."""
+    model = zoo.get_model("gan_ring")
+    card = zoo.card("gan_ring")
+    with torch.no_grad():
+        stats = model.score(model.G_eval(model.test_z), "test")
+    for key in ("test/modes", "test/high_quality"):
+        assert f"{stats[key]:.6g}" == f"{card['test'][key]:.6g}", key
+    assert model.sample(64, seed=0).shape == (64, 2) and torch.equal(model.sample(64, seed=0), model.sample(64, seed=0))
+
+
 def test_get_model_never_reads_a_dataset(monkeypatch):
     from dlf.data.base import InMemoryDataModule
 
@@ -234,3 +246,21 @@ def test_dlf_zoo_train_reproduces_the_shipped_card(weights, tmp_path):
     assert card["test"] == shipped["test"] and card["num_params"] == shipped["num_params"]
     assert card["command"] == shipped["command"] and (tmp_path / "work" / "mlp_xor" / "result.json").is_file()
     assert json.loads((weights / "mlp_xor.json").read_text())["sha256"] == make.sha256(weights / "mlp_xor.ckpt")
+
+
+def test_absent_data_is_skipped_in_one_line_and_fails_under_ci(monkeypatch, capsys):
+    """An entry whose dataset is absent (Fashion-MNIST without Debian's package) is skipped with one line; under
+    CI=true a shipped entry's absent data fails the eval."""
+    from dlf.zoo import evaluate
+
+    def absent(*a, **k):
+        raise DlfError("Fashion-MNIST is not in /usr/share/datasets/fashion-mnist: apt install dataset-fashion-mnist")
+
+    monkeypatch.setattr(evaluate, "test_metrics", absent)
+    monkeypatch.delenv("CI", raising=False)
+    assert evaluate.evaluate_all(["mlp_xor", "cnn_fashion"], str(DATA_CACHE)) == 0
+    out = capsys.readouterr().out.strip().splitlines()
+    assert out[0].startswith("mlp_xor: skipped, its data is absent (Fashion-MNIST is not in") and len(out) == 2
+    monkeypatch.setenv("CI", "true")
+    assert evaluate.evaluate_all(["mlp_xor"], str(DATA_CACHE)) == 1
+    assert evaluate.evaluate_all(["cnn_fashion"], str(DATA_CACHE)) == 0 or "cnn_fashion" in SHIPPED

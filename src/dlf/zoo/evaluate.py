@@ -34,6 +34,8 @@ def test_metrics(system, data_config: dict, data_dir: str) -> dict:
     for name in ("lightning.pytorch", "lightning.fabric"):
         logging.getLogger(name).setLevel(logging.ERROR)
     warnings.filterwarnings("ignore", message=".*srun.*")  # Lightning's SLURM hint: this is one process
+    if getattr(system, "classifier_cache", None):  # an image GAN's scorer: cached under the evaluator's data dir
+        system.classifier_cache = str(Path(data_dir) / "gan_scorers")
     trainer = L.Trainer(accelerator="cpu", devices=1, logger=False, enable_progress_bar=False,
                         enable_model_summary=False, enable_checkpointing=False)
     (out,) = trainer.test(system, datamodule=datamodule, verbose=False)

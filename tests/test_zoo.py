@@ -264,3 +264,15 @@ def test_absent_data_is_skipped_in_one_line_and_fails_under_ci(monkeypatch, caps
     monkeypatch.setenv("CI", "true")
     assert evaluate.evaluate_all(["mlp_xor"], str(DATA_CACHE)) == 1
     assert evaluate.evaluate_all(["cnn_fashion"], str(DATA_CACHE)) == 0 or "cnn_fashion" in SHIPPED
+
+
+def test_readme_s_zoo_example_runs():
+    """README's "The model zoo" code, executed as written."""
+    import re
+
+    text = (ROOT / "README.md").read_text()
+    section = text[text.index("### The model zoo"):]
+    code = re.search(r"```python\n(.*?)```", section, re.S).group(1)
+    scope: dict = {}
+    exec(code.replace("m.predict(", "out = m.predict("), scope)  # noqa: S102 - the README's own lines
+    assert [round(float(v)) for v in scope["out"]] == [1, 0]

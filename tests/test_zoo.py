@@ -243,7 +243,9 @@ def test_dlf_zoo_train_reproduces_the_shipped_card(weights, tmp_path):
     shipped = json.loads((weights / "mlp_xor.json").read_text())
     (weights / "mlp_xor.json").unlink()
     card = make.train("mlp_xor", tmp_path / "work", str(DATA_CACHE))
-    assert card["test"] == shipped["test"] and card["num_params"] == shipped["num_params"]
+    assert card["test"]["test/solved"] == shipped["test"]["test/solved"] == 1.0 and card["num_params"] == 21
+    # the same floats on this machine (docs/zoo.md's cards were trained here); another CPU may round the last bits
+    assert abs(card["test"]["test/loss"] - shipped["test"]["test/loss"]) <= 1e-5 * shipped["test"]["test/loss"]
     assert card["command"] == shipped["command"] and (tmp_path / "work" / "mlp_xor" / "result.json").is_file()
     assert json.loads((weights / "mlp_xor.json").read_text())["sha256"] == make.sha256(weights / "mlp_xor.ckpt")
 

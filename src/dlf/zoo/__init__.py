@@ -61,8 +61,11 @@ def test_split(name: str):
         from dlf.data.digits import DigitsDataModule
 
         return np.asarray(DigitsDataModule().split(load_digits().target)[2], dtype=np.int64)
-    sizes = {"mlp_xor": 4, "cnn_fashion": 10_000, "lstm_adding": 1_000}
+    data = card(name).get("data_config") or {}  # a shipped entry: the sizes its run used; else the configs' defaults
     if name == "lstm_text":
-        n = 200_000  # the generated corpus's characters; the last 10% (reading order) are the test text
+        n = data.get("corpus_chars", 200_000)  # the generated corpus; the last 10% (reading order) are the test text
         return np.arange(int(n * 0.9), n, dtype=np.int64)
-    return np.arange(sizes.get(name, 1_000), dtype=np.int64)  # MNIST-1D: make_dataset's x_test, 1,000 signals
+    if name.endswith("mnist1d"):  # make_dataset's x_test: the last 20% of num_samples
+        return np.arange(data.get("num_samples", 5000) // 5, dtype=np.int64)
+    sizes = {"mlp_xor": 4, "cnn_fashion": 10_000, "lstm_adding": data.get("n_test", 1_000)}
+    return np.arange(sizes[name], dtype=np.int64)

@@ -62,6 +62,14 @@ def test_wheel_installs_and_trains_from_any_folder(tmp_path):
                        cwd=elsewhere, env=_plain_env(), capture_output=True, text=True, timeout=600)
     assert r.returncode == 0, r.stderr[-3000:]
     assert json.loads((elsewhere / "run" / "result.json").read_text())["status"] == "ok"
+    # the zoo's weights ship in the wheel: a trained model by name, from the installed package, its sha256 checked
+    code = ("import dlf, dlf.zoo as z; m = z.get_model('mlp_xor'); p = m.predict([[0, 0], [0, 1], [1, 0], [1, 1]]); "
+            "print(z.weights_path('mlp_xor')); print([round(float(v)) for v in p])")
+    out = subprocess.check_output([str(py), "-c", code], cwd=elsewhere, env=_plain_env(), text=True).split("\n")
+    assert out[0].startswith(str(own)) and out[1] == "[0, 1, 1, 0]", out
+    r = subprocess.run([str(venv / "bin" / "dlf-zoo"), "eval", "mlp_xor", "--data-dir", "data"], cwd=elsewhere,
+                       env=_plain_env(), capture_output=True, text=True, timeout=600)
+    assert r.returncode == 0 and "mlp_xor: ok" in r.stdout, r.stdout + r.stderr[-2000:]
 
 
 def test_user_model_and_data_through_config_dir(tmp_path):

@@ -86,6 +86,7 @@ SCRIPT_BUDGET = {  # script -> flags appended (argparse: the last value wins) or
     "scripts/run_notebooks.py": ["--check"],  # execute only: the stored notebooks stay as they are
     "scripts/gan_probe.py": ["--steps", "20", "--every", "10"],
     "scripts/readme_tables.py": ["--check"],  # check only: the README of this checkout is never rewritten by a test
+    "scripts/zoo_docs.py": ["--check"],  # check only: docs/zoo.md is never rewritten by a test
     "scripts/startup.py": ["--runs", "1"],  # one round: the floor and one debug=fast run
 }
 SCRIPT_ENV = {"scripts/bench_all.sh": {"REPEATS": "1", "EXTRA": "--steps 3"}}

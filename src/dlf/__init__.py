@@ -11,9 +11,13 @@ warnings.filterwarnings("ignore", message=r"`isinstance\(treespec, LeafSpec\)` i
 
 def __getattr__(name: str):
     """`dlf.load(source, device="cpu")`: a trained model from a run dir, a checkpoint file or a zoo name
-    (dlf.run.checkpoint.load). Imported on first use, so that importing dlf's foundation stays light."""
+    (dlf.run.checkpoint.load), and `dlf.zoo`. Imported on first use, so that importing dlf's foundation stays light."""
     if name == "load":
         from dlf.run.checkpoint import load
 
         return load
+    if name == "zoo":  # dlf.zoo: the registry of trained reference models (list_models, get_model, card)
+        import dlf.zoo
+
+        return dlf.zoo
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

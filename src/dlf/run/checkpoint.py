@@ -328,9 +328,11 @@ def load_system(path: str | Path, map_location: str = "cpu", ckpt: str = "best")
 
 
 def zoo_checkpoint(name: str) -> Path | None:
-    """The checkpoint file a zoo model's name stands for, or None. The hook for the zoo's registry (issue 32, dlf.zoo:
-    weights shipped inside the package); until it lands no name is known."""
-    return None
+    """The checkpoint file a zoo model's name stands for (its sha256 checked: dlf.zoo.weights_path), or None for a
+    name the zoo does not know. The one import of dlf.zoo from this layer (tests/test_layers.py DOORS)."""
+    from dlf.zoo import store
+
+    return store.weights_path(name) if name in store.list_models() else None
 
 
 def checkpoint_of(source: str | Path) -> Path:
@@ -338,6 +340,8 @@ def checkpoint_of(source: str | Path) -> Path:
     or a zoo model's; anything else is one line naming what was tried."""
     p = Path(source).expanduser()
     if p.is_file():
+        return p
+    if p.is_dir() and (p / "model.safetensors").is_file():
         return p
     if p.is_dir():
         for name in ("best", "last"):
@@ -350,7 +354,7 @@ def checkpoint_of(source: str | Path) -> Path:
     if found is not None:
         return found
     raise DlfError(f"dlf.load({str(source)!r}): tried a run dir or checkpoint file at {p.resolve()} (none there) and a "
-                   "zoo model of that name (the zoo has none yet): pass a run dir (logs/<task>/runs/<run>), a .ckpt "
+                   "zoo model of that name (dlf-zoo list names them): pass a run dir (logs/<task>/runs/<run>), a .ckpt "
                    "file, or a zoo model's name")
 
 
@@ -360,8 +364,34 @@ def load(source: str | Path, device: str = "cpu"):
     from dlf.systems.base import System
 
     path = checkpoint_of(source)
+    if path.is_dir():  # a folder `dlf-zoo export` wrote: config.json + model.safetensors
+        return from_export(path).to(device).eval()
     damage = _damage(path)
     if damage:
         raise DlfError(f"dlf.load({str(source)!r}): checkpoint {path} is damaged ({damage}): load another copy, "
                        "e.g. last.ckpt beside it")
     return System.load_from_checkpoint(path, map_location=device)
+
+
+def from_export(folder: Path):
+    """The system a `dlf-zoo export` folder holds: built from config.json's hyper-parameters, its weights read from
+    model.safetensors (no pickle anywhere). A folder that lacks either is one line."""
+    import json
+
+    from safetensors.torch import load_file
+
+    from dlf.systems.base import System
+    from dlf.systems.saved import constructor_args, system_class
+
+    folder = Path(folder)
+    try:
+        hparams = json.loads((folder / "config.json").read_text())["hyper_parameters"]
+        state = load_file(str(folder / "model.safetensors"))
+    except Exception as e:  # noqa: BLE001 - missing file, bad JSON, damaged safetensors header
+        raise DlfError(f"dlf.load({str(folder)!r}): not a readable dlf-zoo export ({type(e).__name__}: {e}): pass a "
+                       "folder `dlf-zoo export NAME DIR` wrote (config.json, model.safetensors)") from None
+    target = system_class(hparams.get("_target_"), System, folder)
+    system = target(**constructor_args(hparams, folder))
+    system.load_state_dict(state, strict=True)
+    system.save_hyperparameters(hparams, logger=False)
+    return system

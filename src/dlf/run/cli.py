@@ -128,7 +128,7 @@ class Startup(Callback):
             if f.stat().st_mtime < self._start - 1:  # an earlier sweep's job in the same dir
                 continue
             JOBS_RUN[0] += 1
-            if res.get("status") in ("failed", "diverged"):
+            if res.get("status") in ("failed", "diverged", "interrupted"):  # interrupted: a job Slurm cancelled
                 job = f.parent.name.split("_", 1)[0]  # job dirs are <n>_<overrides>: the number, the overrides follow
                 FAILED_JOBS.append(f"{job} ({' '.join(res.get('overrides') or [])}): {res.get('error')}")
 

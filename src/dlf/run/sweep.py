@@ -7,6 +7,8 @@
 * `use_dlf_optuna`: `hydra/sweeper=optuna` runs as hydra_plugins.dlf_optuna_sweeper.OptunaSweeper, where a failed trial is
   Optuna's FAIL and the search goes on (dlf.tools.summary.SweepSummary.on_multirun_start, before Hydra makes
   the sweeper).
+* `use_dlf_launcher`: the submitit launchers run as hydra_plugins.dlf_submitit_launcher's, where a job that ends
+  without a result (scancel, a time limit) is a row of the sweep, not its end.
 * `continue_job`: `ckpt_path=last` in a multirun means each job's own `<job dir>/checkpoints/last.ckpt`, so
   `python train.py -m <same overrides> hydra.sweep.dir=<dir> ckpt_path=last` continues a killed sweep: finished jobs
   are not run again (their result.json is returned), an interrupted job resumes, the others start fresh.
@@ -94,6 +96,22 @@ def use_dlf_optuna(config: DictConfig) -> None:
             sweeper.max_failure_rate = 1.0
         if "hydra.sweeper.direction" not in given and not OmegaConf.is_list(sweeper.direction):
             sweeper.direction = f"{config.monitor_mode}imize"  # the plugin's default minimized val/acc (model=mlp)
+
+
+PLUGIN_SUBMITIT = "hydra_plugins.hydra_submitit_launcher.submitit_launcher."
+
+
+def use_dlf_launcher(config: DictConfig) -> None:
+    """`hydra/launcher=submitit_slurm` / `submitit_local` run as hydra_plugins.dlf_submitit_launcher's classes (as
+    `hydra/launcher=slurm` does): a job that ends without a result (cancelled, timed out, killed) is a failed or
+    interrupted row of the sweep instead of the exception that ended the sweep."""
+    from omegaconf import open_dict, read_write
+
+    launcher = config.hydra.get("launcher")
+    target = str((launcher or {}).get("_target_", ""))
+    if target.startswith(PLUGIN_SUBMITIT):
+        with read_write(config), open_dict(config):
+            launcher._target_ = "hydra_plugins.dlf_submitit_launcher." + target.rsplit(".", 1)[1]
 
 
 def continue_job(cfg: DictConfig, job_dir: Path, num: Any = "?") -> dict | None:

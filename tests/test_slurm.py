@@ -1,0 +1,134 @@
+"""dlf on a real Slurm cluster: the local one-node cluster of scripts/slurm_local.sh (munge, slurmdbd on MariaDB,
+slurmctld, slurmd), brought up by the `slurm_cluster` fixture. Every job is a real sbatch job running `train.py`'s task;
+`sacct` is asked how each ended. Times on the 2-core machine are in each test's docstring."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import time
+from pathlib import Path
+
+import pytest
+
+pytestmark = pytest.mark.slurm
+pytest.importorskip("hydra_plugins.hydra_submitit_launcher")
+
+CPU_JOB = ["hydra/launcher=slurm", "hydra.launcher.gpus_per_node=0", "hydra.launcher.cpus_per_task=1",
+           "hydra.launcher.mem_gb=1", "hydra.launcher.timeout_min=10"]  # what a node of the local cluster has
+XOR = ["model=mlp_xor", "trainer.max_steps=20"]
+
+
+def sacct(job: str) -> dict[str, str]:
+    """{job id: state} of a job (array tasks each), from Slurm's accounting (slurmdbd)."""
+    for _ in range(30):  # slurmctld hands a finished job to slurmdbd within seconds
+        out = subprocess.run(["sacct", "-j", job, "-X", "-n", "-P", "-o", "JobID,State"], capture_output=True,
+                             text=True, timeout=60).stdout
+        states = dict(line.split("|", 1) for line in out.splitlines() if "|" in line)
+        if states and all(s.split()[0] not in ("PENDING", "RUNNING", "COMPLETING") for s in states.values()):
+            return states
+        time.sleep(1)
+    return states
+
+
+def sweep_dir(root: Path) -> Path:
+    (d,) = sorted(root.glob("logs/*/multiruns/*"))
+    return d
+
+
+def array_id(sweep: Path) -> str:
+    """The Slurm job id of the sweep's job array, from submitit's folders (.submitit/<id>_<task>)."""
+    ids = {p.name.split("_")[0] for p in (sweep / ".submitit").iterdir() if p.is_dir()}
+    assert len(ids) == 1, ids
+    return ids.pop()
+
+
+def results(sweep: Path) -> dict[str, dict]:
+    return {f.parent.name: json.loads(f.read_text()) for f in sorted(sweep.glob("*/result.json"))}
+
+
+def test_sweep_runs_as_slurm_jobs(slurm_cluster, tmp_path, run_cli):
+    """`-m hydra/launcher=slurm seed=1,2,3`: three array tasks, COMPLETED in sacct, each result.json ok, the sweep's
+    summary written when the last ended. About 25 s."""
+    r = run_cli(["-m", *CPU_JOB, *XOR, "seed=1,2,3"], cwd=tmp_path, timeout=600)
+    assert r.returncode == 0, r.stderr[-3000:]
+    sweep = sweep_dir(tmp_path)
+    job = array_id(sweep)
+    assert sacct(job) == {f"{job}_{i}": "COMPLETED" for i in range(3)}
+    res = results(sweep)
+    assert sorted(res) == [f"{i}_model=mlp_xor,seed={i + 1},trainer.max_steps=20" for i in range(3)]
+    assert all(v["status"] == "ok" and v["steps"] == 20 for v in res.values()), res
+    for name in ("sweep.csv", "sweep.md", "sweep.png"):
+        assert (sweep / name).stat().st_size > 0
+    assert "3 runs (3 ok)" in r.stdout
+
+
+def test_a_cancelled_job_is_a_row_and_the_sweep_exits_1(slurm_cluster, tmp_path, root):
+    """scancel of one job of a running sweep: the other job completes, the cancelled one is an `interrupted` row
+    naming its Slurm state and log, and the multirun exits 1 with one line; no hang. About 30 s."""
+    env = _env(tmp_path, root)  # run_cli's environment, for a process started in the background
+    cmd = [*_python(root), "-m", *CPU_JOB, "model=mlp_xor", "trainer.max_steps=20,200000"]
+    proc = subprocess.Popen(cmd, cwd=tmp_path, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        task = _wait_running(tmp_path, "_1")
+        subprocess.run(["scancel", task], check=True, timeout=60)
+        out, err = proc.communicate(timeout=300)
+    finally:
+        proc.kill()
+    assert proc.returncode == 1, err[-3000:]
+    sweep = sweep_dir(tmp_path)
+    states = sacct(array_id(sweep))
+    assert states[task].startswith("CANCELLED") and states[task.replace("_1", "_0")] == "COMPLETED", states
+    res = results(sweep)
+    assert res["0_model=mlp_xor,trainer.max_steps=20"]["status"] == "ok"
+    cancelled = res["1_model=mlp_xor,trainer.max_steps=200000"]
+    assert cancelled["status"] == "interrupted" and f"Slurm job {task} ended CANCELLED" in cancelled["error"]
+    assert "1 ok, 1 interrupted" in out and (sweep / "sweep.csv").is_file()
+    lines = [x for x in err.splitlines() if x.startswith("dlf: error:")]
+    assert len(lines) == 1 and "1 of 2 jobs of the sweep failed" in lines[0] and "ckpt_path=last" in lines[0], err
+    assert "Traceback" not in err
+
+
+def test_a_job_asking_for_more_than_the_cluster_has_is_one_line(slurm_cluster, tmp_path, run_cli):
+    """hydra/launcher=slurm's defaults (1 GPU, 8 CPUs, 32 GB) on the 2-core, GPU-less node: sbatch refuses at
+    submission, and dlf says what the jobs asked for, what the node has and what to set. About 2 s."""
+    r = run_cli(["-m", "hydra/launcher=slurm", *XOR, "seed=1,2"], cwd=tmp_path, timeout=120)
+    assert r.returncode == 2
+    (line,) = [x for x in r.stderr.splitlines() if x.startswith("dlf: error:")]
+    assert "Slurm refused the sweep's jobs" in line and "gpus_per_node=1, cpus_per_task=8, mem_gb=32" in line
+    assert "hydra.launcher.gpus_per_node=0" in line and "CPUs" in line and "Traceback" not in r.stderr
+    r = run_cli(["-m", *CPU_JOB[:3], *XOR, "hydra.launcher.mem_gb=100000", "seed=1"], cwd=tmp_path, timeout=120)
+    assert r.returncode == 2 and "mem_gb=100000" in r.stderr and "Traceback" not in r.stderr
+
+
+# ---- helpers ------------------------------------------------------------------------------------------------------
+def _python(root: Path) -> list[str]:
+    import sys
+
+    return [sys.executable, str(root / "train.py")]
+
+
+def _env(cwd: Path, root: Path) -> dict:
+    import os
+
+    e = dict(os.environ)
+    e.pop("HYDRA_FULL_ERROR", None)
+    e["DLF_ROOT"] = str(cwd)
+    e["PYTHONPATH"] = os.pathsep.join([str(root / "src"), *filter(None, [e.get("PYTHONPATH")])])
+    return e
+
+
+def _wait_running(root: Path, suffix: str, timeout: float = 120) -> str:
+    """The id of the sweep's array task ending in `suffix` once Slurm runs it and its job has trained a step."""
+    end = time.monotonic() + timeout
+    while time.monotonic() < end:
+        sweeps = list(root.glob("logs/*/multiruns/*/.submitit"))
+        tasks = [p.name for s in sweeps for p in s.iterdir() if p.name.endswith(suffix)] if sweeps else []
+        if tasks:
+            out = subprocess.run(["squeue", "-h", "-j", tasks[0], "-o", "%T"], capture_output=True, text=True).stdout
+            if "RUNNING" in out and list(root.glob("logs/*/multiruns/*/1_*/train.log")):
+                time.sleep(3)  # well into training
+                return tasks[0]
+        time.sleep(0.5)
+    queue = subprocess.run(["squeue"], capture_output=True, text=True).stdout
+    raise AssertionError(f"no array task *{suffix} ran within {timeout} s: {queue}")

@@ -89,7 +89,9 @@ def use_dlf_optuna(config: DictConfig) -> None:
     sweeper = config.hydra.get("sweeper")
     if sweeper is None or sweeper.get("_target_") != PLUGIN_OPTUNA:
         return
-    given = {str(o).split("=", 1)[0].lstrip("+~") for o in config.hydra.overrides.hydra}
+    # unresolved: a continued sweep's override of hydra.output_subdir interpolates the job's runtime dir (Startup)
+    overrides = OmegaConf.to_container(config.hydra.overrides.hydra, resolve=False)
+    given = {str(o).split("=", 1)[0].lstrip("+~") for o in overrides}
     with read_write(config), open_dict(config):
         sweeper._target_ = "hydra_plugins.dlf_optuna_sweeper.OptunaSweeper"
         if "hydra.sweeper.max_failure_rate" not in given:

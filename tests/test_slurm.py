@@ -132,3 +132,97 @@ def _wait_running(root: Path, suffix: str, timeout: float = 120) -> str:
         time.sleep(0.5)
     queue = subprocess.run(["squeue"], capture_output=True, text=True).stdout
     raise AssertionError(f"no array task *{suffix} ran within {timeout} s: {queue}")
+
+
+# ---- DDP under srun, and a requeue ------------------------------------------------------------------------------
+def sbatch(root: Path, cwd: Path, args: list[str], env: dict | None = None) -> str:
+    """`sbatch scripts/slurm/ddp_cpu.sbatch <args>` from the clone (train.py there), logs under cwd; the job id."""
+    import sys
+
+    e = {**_env(cwd, root), "DLF_PYTHON": sys.executable, **(env or {})}
+    e["PYTHONPATH"] = f"{root / 'src'}:{root / 'tests'}"
+    r = subprocess.run(["sbatch", "--parsable", f"--output={cwd}/slurm-%j.out", "scripts/slurm/ddp_cpu.sbatch", *args],
+                       cwd=root, env=e, capture_output=True, text=True, timeout=60, check=True)
+    return r.stdout.strip().split(";")[0]
+
+
+def wait_done(job: str, timeout: float = 600) -> str:
+    end = time.monotonic() + timeout
+    while time.monotonic() < end:
+        state = sacct(job).get(job, "PENDING").split()[0]
+        if state not in ("PENDING", "RUNNING", "REQUEUED", "COMPLETING", "RESIZING", "SUSPENDED"):
+            return state
+        time.sleep(2)
+    subprocess.run(["scancel", job])
+    raise AssertionError(f"job {job} still {state} after {timeout} s")
+
+
+DDP = ["model=mlp", "data.batch_size=50", "trainer.max_epochs=1", "trainer.limit_train_batches=20",
+       "trainer.limit_val_batches=1", "trainer.deterministic=true", "logger=none", "callbacks.model_summary=null"]
+
+
+@pytest.mark.slow
+def test_ddp_under_srun_matches_ddp_cpu(slurm_cluster, tmp_path, root, run_cli):
+    """scripts/slurm/ddp_cpu.sbatch: srun starts 2 tasks of trainer=ddp_cpu (Lightning's SLURMEnvironment): one run
+    dir slurm_<job>_0, the Test/Run dir lines once (rank 0), and the test loss of the same run under trainer=ddp_cpu
+    without Slurm, to tests/test_ddp.py's tolerance. About 90 s (two DDP runs)."""
+    from test_ddp import EQUIV_TOL, _test_loss
+
+    (tmp_path / "slurm").mkdir()
+    job = sbatch(root, tmp_path / "slurm", DDP)
+    assert wait_done(job) == "COMPLETED", (tmp_path / "slurm" / f"slurm-{job}.out").read_text()[-3000:]
+    out = (tmp_path / "slurm" / f"slurm-{job}.out").read_text()
+    runs = list((tmp_path / "slurm").glob("logs/*/runs/*"))
+    assert [r.name for r in runs] == [f"slurm_{job}_0"], runs
+    assert out.count("Test: ") == 1 and out.count("Run dir: ") == 1, out[-3000:]
+    assert (runs[0] / "checkpoints" / "last.ckpt").is_file() and (runs[0] / ".hydra" / "config.yaml").is_file()
+    assert "MEMBER: 2/2" in (runs[0] / "train.log").read_text()
+    (tmp_path / "plain").mkdir()
+    plain = run_cli([*DDP, "trainer=ddp_cpu"], cwd=tmp_path / "plain", timeout=600)
+    assert plain.returncode == 0, plain.stderr[-3000:]
+    a, b = _test_loss(out), _test_loss(plain.stdout)
+    print(f"test/loss under srun {a}, under trainer=ddp_cpu {b}")
+    assert abs(a - b) <= EQUIV_TOL, (a, b)
+
+
+@pytest.mark.slow
+def test_a_requeued_job_continues_in_its_run_dir_bit_identically(slurm_cluster, tmp_path, root):
+    """`scontrol requeue` of the DDP job while it trains (paused at step 10; last.ckpt every 4 steps): Slurm starts it
+    again (SLURM_RESTART_COUNT=1), it resumes from its own run dir's last.ckpt (slurm_<job>_0, not a new dir) and ends
+    with the weights and optimizer state of the same job left alone. About 2-3 min."""
+    from test_resume import assert_same
+
+    args = [*DDP, "trainer.limit_train_batches=null", "trainer.max_epochs=2", "logger=csv",
+            "callbacks.step_checkpoint.every_n_train_steps=4"]
+    alone_dir, requeued_dir = tmp_path / "alone", tmp_path / "requeued"
+    alone_dir.mkdir()
+    requeued_dir.mkdir()
+    alone = sbatch(root, alone_dir, args)
+    assert wait_done(alone) == "COMPLETED", (alone_dir / f"slurm-{alone}.out").read_text()[-3000:]
+    marker = tmp_path / "paused"
+    job = sbatch(root, requeued_dir, [*args, "+callbacks.pause._target_=killers.PauseAt", "+callbacks.pause.step=10",
+                                      f"+callbacks.pause.marker={marker}"])
+    end = time.monotonic() + 300
+    while not marker.exists() and time.monotonic() < end:
+        time.sleep(0.5)
+    assert marker.exists(), (requeued_dir / f"slurm-{job}.out").read_text()[-3000:]
+    subprocess.run(["scontrol", "requeue", job], check=True, timeout=60)
+    assert wait_done(job) == "COMPLETED", (requeued_dir / f"slurm-{job}.out").read_text()[-3000:]
+    out = (requeued_dir / f"slurm-{job}.out").read_text()
+    (run,) = requeued_dir.glob("logs/*/runs/*")
+    assert run.name == f"slurm_{job}_0", run
+    assert "Restored" in (run / "train.log").read_text() or "resume" in out.lower(), out[-3000:]
+    assert (run / ".hydra" / "resume-1" / "config.yaml").is_file()  # the requeued start's record beside the first
+    (base,) = alone_dir.glob("logs/*/runs/*")
+    a, b = (torch_load(d / "checkpoints" / "last.ckpt") for d in (base, run))
+    print(f"global_step alone {a['global_step']}, requeued {b['global_step']}; state_dict max |diff| "
+          f"{max((x - b['state_dict'][k]).abs().max().item() for k, x in a['state_dict'].items())}")
+    assert a["global_step"] == b["global_step"]
+    assert_same(a["state_dict"], b["state_dict"], "state_dict")
+    assert_same(a["optimizer_states"], b["optimizer_states"], "optimizer_states")
+
+
+def torch_load(path: Path) -> dict:
+    import torch
+
+    return torch.load(path, weights_only=True)

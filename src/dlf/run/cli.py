@@ -81,8 +81,9 @@ class Startup(Callback):
             fail(*explain(e))
 
     def _start_run(self, config: DictConfig) -> None:
-        from dlf.distributed import share_run_dir  # [ddp] one run dir for every rank under torchrun/srun
+        from dlf.distributed import share_run_dir, slurm_requeued  # [ddp] one run dir for every rank (torchrun/srun)
 
+        slurm_requeued(config)  # [ddp] a requeued Slurm job: ckpt_path = its own run dir's last.ckpt
         start = prepare(config)
         given = {str(o).split("=", 1)[0].lstrip("+~") for o in config.hydra.overrides.hydra}
         resume = start.run_dir is not None and config.get("train", True)

@@ -132,7 +132,12 @@ def test_two_sweeps_share_a_postgresql_study(tmp_path):
     """The same two processes on a study in PostgreSQL (scripts/services.sh up: 127.0.0.1:5432, role and database
     dlf): the multi-machine form. About 40 s."""
     pytest.importorskip("psycopg2")
-    url = os.environ.get("DLF_TEST_POSTGRES", "postgresql://dlf:dlf@127.0.0.1:5432/dlf")
+    from doc_commands import all_commands
+
+    readme = ("python train.py -m hparams_search=mlp_xor_optuna "
+              "hydra.sweeper.storage=postgresql://dlf:dlf@127.0.0.1:5432/dlf")  # README's "Scaling out" row
+    assert readme in {c.text for c in all_commands()}
+    url = os.environ.get("DLF_TEST_POSTGRES", readme.split("storage=")[1])
     try:
         optuna.storages.RDBStorage(url)
     except Exception as e:  # noqa: BLE001

@@ -17,6 +17,20 @@ pytest.importorskip("hydra_plugins.hydra_submitit_launcher")
 CPU_JOB = ["hydra/launcher=slurm", "hydra.launcher.gpus_per_node=0", "hydra.launcher.cpus_per_task=1",
            "hydra.launcher.mem_gb=1", "hydra.launcher.timeout_min=10"]  # what a node of the local cluster has
 XOR = ["model=mlp_xor", "trainer.max_steps=20"]
+# README's "Scaling out" rows, run here as written (tests/test_readme_commands.py exempts them: they need the cluster)
+README_SWEEP = ("python train.py -m hydra/launcher=slurm hydra.launcher.gpus_per_node=0 hydra.launcher.cpus_per_task=1 "
+                "hydra.launcher.mem_gb=1 model=mlp_xor trainer.max_steps=20 seed=1,2,3")
+README_SBATCH = "sbatch scripts/slurm/ddp_cpu.sbatch model=mlp"
+
+
+def readme_args(command: str) -> list[str]:
+    """The arguments of a command README.md shows (asserted to be there), after `python train.py` / `sbatch <script>`."""
+    import shlex
+
+    from doc_commands import all_commands
+
+    assert command in {c.text for c in all_commands()}, f"README.md no longer shows {command!r}"
+    return shlex.split(command)[2:]
 
 
 def sacct(job: str) -> dict[str, str]:
@@ -50,7 +64,7 @@ def results(sweep: Path) -> dict[str, dict]:
 def test_sweep_runs_as_slurm_jobs(slurm_cluster, tmp_path, run_cli):
     """`-m hydra/launcher=slurm seed=1,2,3`: three array tasks, COMPLETED in sacct, each result.json ok, the sweep's
     summary written when the last ended. About 25 s."""
-    r = run_cli(["-m", *CPU_JOB, *XOR, "seed=1,2,3"], cwd=tmp_path, timeout=600)
+    r = run_cli(readme_args(README_SWEEP), cwd=tmp_path, timeout=600)
     assert r.returncode == 0, r.stderr[-3000:]
     sweep = sweep_dir(tmp_path)
     job = array_id(sweep)
@@ -169,7 +183,7 @@ def test_ddp_under_srun_matches_ddp_cpu(slurm_cluster, tmp_path, root, run_cli):
     from test_ddp import EQUIV_TOL, _test_loss
 
     (tmp_path / "slurm").mkdir()
-    job = sbatch(root, tmp_path / "slurm", DDP)
+    job = sbatch(root, tmp_path / "slurm", [*readme_args(README_SBATCH), *DDP])  # README's row + a small budget
     assert wait_done(job) == "COMPLETED", (tmp_path / "slurm" / f"slurm-{job}.out").read_text()[-3000:]
     out = (tmp_path / "slurm" / f"slurm-{job}.out").read_text()
     runs = list((tmp_path / "slurm").glob("logs/*/runs/*"))

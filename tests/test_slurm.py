@@ -240,3 +240,44 @@ def torch_load(path: Path) -> dict:
     import torch
 
     return torch.load(path, weights_only=True)
+
+
+@pytest.mark.slow
+def test_a_requeued_job_of_a_slurm_sweep_resumes_from_its_own_last_ckpt(slurm_cluster, tmp_path, root):
+    """`scontrol requeue` of one array task of a hydra/launcher=slurm sweep while it trains (paused at step 10;
+    last.ckpt every 4 steps): submitit runs the job again in the same job dir, the job resumes from its own last.ckpt
+    and the sweep ends with exit 0 and the weights of the same job of the sweep left alone. About 2-3 min."""
+    from test_resume import assert_same
+
+    grid = ["-m", *CPU_JOB, "model=mlp_xor", "optimizer.lr=0.05,0.1", "data.repeats=9", "trainer.max_epochs=3",
+            "trainer=cpu", "trainer.deterministic=true", "logger=csv", "callbacks.step_checkpoint.every_n_train_steps=4",
+            "+hydra.callbacks.sweep_summary.figure=false"]
+    env = {**_env(tmp_path, root), "PYTHONPATH": f"{root / 'src'}:{root / 'tests'}"}
+    alone = subprocess.run([*_python(root), *grid, f"hydra.sweep.dir={tmp_path}/alone"], cwd=tmp_path, env=env,
+                           capture_output=True, text=True, timeout=600)
+    assert alone.returncode == 0, alone.stderr[-3000:]
+    marker = tmp_path / "paused"
+    pause = ["+callbacks.pause._target_=killers.PauseAt", "+callbacks.pause.step=10", f"+callbacks.pause.marker={marker}"]
+    proc = subprocess.Popen([*_python(root), *grid, *pause, f"hydra.sweep.dir={tmp_path}/requeued"], cwd=tmp_path,
+                            env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        end = time.monotonic() + 300
+        while not marker.exists() and time.monotonic() < end:
+            time.sleep(0.5)
+        assert marker.exists()
+        (task,) = [p.name for p in (tmp_path / "requeued" / ".submitit").iterdir()
+                   if subprocess.run(["squeue", "-h", "-j", p.name, "-o", "%T"], capture_output=True,
+                                     text=True).stdout.strip() == "RUNNING"][:1]
+        subprocess.run(["scontrol", "requeue", task], check=True, timeout=60)
+        out, err = proc.communicate(timeout=600)
+    finally:
+        proc.kill()
+    assert proc.returncode == 0, err[-3000:]
+    logs = "".join(p.read_text() for p in (tmp_path / "requeued" / ".submitit").glob("*/*.out"))
+    assert "resumes from" in logs, logs[-3000:]
+    for job in ("0", "1"):
+        (a,) = (tmp_path / "alone").glob(f"{job}_*")
+        (b,) = (tmp_path / "requeued").glob(f"{job}_*")
+        x, y = (torch_load(d / "checkpoints" / "last.ckpt") for d in (a, b))
+        assert x["global_step"] == y["global_step"] == 27
+        assert_same(x["state_dict"], y["state_dict"], f"job {job}")

@@ -117,7 +117,9 @@ def use_dlf_launcher(config: DictConfig) -> None:
 
 
 def continue_job(cfg: DictConfig, job_dir: Path, num: Any = "?") -> dict | None:
-    """`ckpt_path=last` in a multirun: this job's own checkpoint, not the newest of the task (another job's).
+    """`ckpt_path=last` in a multirun, or a job of a Slurm sweep that Slurm requeued (SLURM_RESTART_COUNT >= 1, no
+    ckpt_path given: submitit runs the same job again in the same job dir): this job's own checkpoint, not the newest
+    of the task (another job's).
 
     A job whose result.json says `ok` already finished: returns that result (the task hands its value to the sweeper,
     the summary reads the file) and the job is not run again. Otherwise `cfg.ckpt_path` becomes the job's
@@ -125,7 +127,8 @@ def continue_job(cfg: DictConfig, job_dir: Path, num: Any = "?") -> dict | None:
     fresh). Returns None then. Any other `ckpt_path` is left as it is."""
     from omegaconf import open_dict
 
-    if str(cfg.get("ckpt_path")) != "last":
+    requeued = int(os.environ.get("SLURM_RESTART_COUNT") or 0) >= 1 and not cfg.get("ckpt_path")
+    if str(cfg.get("ckpt_path")) != "last" and not requeued:  # a Slurm job of the sweep requeued: its own last.ckpt
         return None
     result = job_dir / "result.json"
     try:

@@ -103,6 +103,25 @@ def test_a_cancelled_job_is_a_row_and_the_sweep_exits_1(slurm_cluster, tmp_path,
     assert "Traceback" not in err
 
 
+def test_a_job_killed_without_a_result_is_a_failed_row(slurm_cluster, tmp_path, root):
+    """A job whose process dies by SIGKILL at step 10 (no result.json, no result for submitit): a `failed` row naming
+    its Slurm state and log, the other job's row ok, the multirun exits 1 with one line. About 35 s."""
+    env = {**_env(tmp_path, root), "PYTHONPATH": f"{root / 'src'}:{root / 'tests'}"}
+    kill = ["+callbacks.kill._target_=killers.KillAt", "+callbacks.kill.step=10"]  # job 0 stops at step 5
+    r = subprocess.run([*_python(root), "-m", *CPU_JOB, "model=mlp_xor", "trainer.max_steps=5,50", *kill], cwd=tmp_path,
+                       env=env, capture_output=True, text=True, timeout=600)
+    assert r.returncode == 1, r.stderr[-3000:]
+    sweep = sweep_dir(tmp_path)
+    states = sacct(array_id(sweep))
+    res = {k.split("_", 1)[0]: v for k, v in results(sweep).items()}  # job 0: max_steps=5, job 1: 50
+    assert res["0"]["status"] == "ok" and "trainer.max_steps=50" in res["1"]["overrides"]
+    failed = res["1"]
+    assert failed["status"] == "failed" and "without a result" in failed["error"] and "_log.err" in failed["error"]
+    assert states[f"{array_id(sweep)}_1"] in failed["error"], (states, failed)
+    lines = [x for x in r.stderr.splitlines() if x.startswith("dlf: error:")]
+    assert len(lines) == 1 and "1 of 2 jobs of the sweep failed" in lines[0] and "Traceback" not in r.stderr
+
+
 def test_a_job_asking_for_more_than_the_cluster_has_is_one_line(slurm_cluster, tmp_path, run_cli):
     """hydra/launcher=slurm's defaults (1 GPU, 8 CPUs, 32 GB) on the 2-core, GPU-less node: sbatch refuses at
     submission, and dlf says what the jobs asked for, what the node has and what to set. About 2 s."""

@@ -95,3 +95,24 @@ def fitted_trainers(monkeypatch) -> list:
 
     monkeypatch.setattr(L.Trainer, "fit", recording_fit)
     return trainers
+
+
+@pytest.fixture(scope="session")
+def slurm_cluster() -> str:
+    """The local one-node Slurm cluster (scripts/slurm_local.sh): brought up if it is not up (root and apt needed;
+    else the test skips, and fails under CI=true), torn down at the end of the session if this fixture started it."""
+    script = ROOT / "scripts" / "slurm_local.sh"
+    if subprocess.run([str(script), "status"], capture_output=True).returncode == 0:
+        yield "up before the tests"
+        return
+    if os.geteuid() != 0:
+        (pytest.fail if os.environ.get("CI") == "true" else pytest.skip)(
+            "no Slurm cluster up and not root: run scripts/services.sh up as root first")
+    r = subprocess.run([str(script), "up"], capture_output=True, text=True, timeout=900)
+    if r.returncode != 0:
+        (pytest.fail if os.environ.get("CI") == "true" else pytest.skip)(
+            f"the local Slurm cluster did not come up: {(r.stderr or r.stdout).strip()}")
+    try:
+        yield "started by the tests"
+    finally:
+        subprocess.run([str(script), "down"], capture_output=True, timeout=300)

@@ -203,3 +203,19 @@ class SpoilJobs(L.Callback):
     def on_train_batch_start(self, trainer, pl_module, batch, batch_idx):
         if self._job() in self.fail:
             raise RuntimeError(f"job {self._job()} spoiled on purpose (tests/killers.py SpoilJobs)")
+
+
+class PauseAt(L.Callback):
+    """Sleep `seconds` before optimizer step `step`, once: it creates `marker` first and never pauses while that file
+    exists (a requeued or resumed run goes straight on). Gives a test time to act on a running job (scontrol requeue)."""
+
+    def __init__(self, step: int, marker: str, seconds: float = 120):
+        self.step, self.marker, self.seconds = int(step), marker, float(seconds)
+
+    def on_train_batch_start(self, trainer, pl_module, batch, batch_idx):
+        import time
+
+        if trainer.global_step == self.step and not os.path.exists(self.marker):
+            if trainer.is_global_zero:
+                open(self.marker, "w").close()
+            time.sleep(self.seconds)

@@ -55,8 +55,16 @@ EXEMPT: dict[str, str] = {  # regex, matched against the whole normalised comman
     r"python -m pytest( -m slow)?": "the test suite itself (.ci/run runs it); run from inside it, it would recurse",
     r"jupyter lab .*": "a server that waits for a browser (scripts/run_notebooks.py executes the notebooks)",
     r"tensorboard --logdir .*": "a server that waits for a browser (tests/test_loggers.py reads the event files back)",
-    r"python train\.py -m hydra/launcher=slurm .*": "submits to a SLURM cluster (none here); trainer=gpu too. "
-                                                    "tests/test_sweeps.py composes the launcher's config",
+    r"python train\.py -m hydra/launcher=slurm .*": "submits to a Slurm cluster: tests/test_slurm.py runs the CPU row "
+                                                    "as written on the local cluster (scripts/slurm_local.sh); the "
+                                                    "trainer=gpu one needs GPUs",
+    r"scripts/(slurm_local|services)\.sh up.*": "starts daemons as root (apt installs them): the slurm_cluster fixture "
+                                              "(tests/conftest.py) runs slurm_local.sh status/up/down, .ci/run "
+                                              "services.sh up/down; run from here it would stop the tests' cluster",
+    r"sbatch scripts/slurm/ddp_cpu\.sbatch .*": "a Slurm job: tests/test_slurm.py submits it to the local cluster "
+                                               "(slurm marker; it waits for the job)",
+    r"python train\.py -m hparams_search=mlp_xor_optuna hydra\.sweeper\.storage=postgresql://.*": "needs PostgreSQL "
+        "(scripts/services.sh up): tests/test_optuna_study.py runs it (slow) with two processes at once",
     r"MLFLOW_TRACKING_URI=http://\S+ python train\.py .*": "needs a running `mlflow server`: "
         "tests/test_loggers_external.py starts one (SQLite backend, 127.0.0.1) and runs this form against it",
     r"torchrun --nnodes=.*": MULTI_NODE,

@@ -8,8 +8,9 @@ Who starts the processes:
 - torchrun: every rank is started alike and would pick its own run dir (the name has a time and a pid). Rank 0 picks
   it and publishes it in the TCP store torchrun's agent already serves at MASTER_ADDR:MASTER_PORT; the others read it
   and start Hydra with `hydra.run.dir=<it>` (and `hydra.output_subdir=null`: rank 0 alone writes .hydra/).
-- SLURM's srun (one task per process): the dir is named after the job and step, slurm_<job>_<step>[_r<restart>],
-  the same on every task and different for every job step.
+- SLURM's srun (one task per process): the dir is named after the job and step, slurm_<job>_<step>, the same on
+  every task and different for every job step; a requeued job (SLURM_RESTART_COUNT >= 1) finds it and resumes from
+  its last.ckpt (slurm_requeued).
 See README "Scaling out".
 """
 
@@ -129,6 +130,28 @@ def port_in_use(port: int, host: str = "") -> bool:
     return False
 
 
+def slurm_run_dir(config: DictConfig) -> str:
+    """Under srun: logs/<task>/runs/slurm_<job>_<step>, named by the job and its step, which a requeue keeps."""
+    name = f"slurm_{os.environ.get('SLURM_JOB_ID', '0')}_{os.environ.get('SLURM_STEP_ID', '0')}"
+    return f"{config.paths.log_dir}/{config.task_name}/runs/{name}"
+
+
+def slurm_requeued(config: DictConfig) -> None:
+    """A Slurm job started again by a requeue (`scontrol requeue`, `#SBATCH --requeue` after a pre-emption or node
+    failure: SLURM_RESTART_COUNT >= 1) continues from its own run dir's last.ckpt when no ckpt_path is given: the run
+    dir is named by the job (slurm_run_dir), so the requeued job finds it, and the run ends as if left alone."""
+    from pathlib import Path
+
+    from omegaconf import open_dict, read_write
+
+    if launched_by() != "slurm" or _int(os.environ.get("SLURM_RESTART_COUNT"), 0) < 1 or config.get("ckpt_path"):
+        return
+    last = Path(slurm_run_dir(config)) / "checkpoints" / "last.ckpt"
+    if last.is_file():
+        with read_write(config), open_dict(config):
+            config.ckpt_path = str(last)
+
+
 def share_run_dir(config: DictConfig, given: bool) -> None:
     """Under torchrun or srun, before Hydra makes the run dir: the same `hydra.run.dir` for every rank (rank 0's
     choice), .hydra/ written by rank 0 alone. Nothing to do when Lightning starts the processes (it passes its own
@@ -144,11 +167,8 @@ def share_run_dir(config: DictConfig, given: bool) -> None:
             config.hydra.output_subdir = None
         if given:
             return
-        if who == "slurm":
-            restart = os.environ.get("SLURM_RESTART_COUNT", "0")
-            name = f"slurm_{os.environ.get('SLURM_JOB_ID', '0')}_{os.environ.get('SLURM_STEP_ID', '0')}"
-            name += f"_r{restart}" if restart not in ("", "0") else ""
-            config.hydra.run.dir = f"{config.paths.log_dir}/{config.task_name}/runs/{name}"
+        if who == "slurm":  # the same after a requeue: the requeued job finds its run dir (slurm_requeued)
+            config.hydra.run.dir = slurm_run_dir(config)
         elif rank != 0:  # rank 0 lets Hydra pick as usual and publish_run_dir() announces it from inside the run
             config.hydra.run.dir = _store_get("run_dir", config)
 

@@ -88,8 +88,9 @@ class Startup(Callback):
             fail(*explain(e))
 
     def _start_run(self, config: DictConfig) -> None:
-        from dlf.distributed import share_run_dir  # [ddp] one run dir for every rank under torchrun/srun
+        from dlf.distributed import share_run_dir, slurm_requeued  # [ddp] one run dir for every rank (torchrun/srun)
 
+        slurm_requeued(config)  # [ddp] a requeued Slurm job: ckpt_path = its own run dir's last.ckpt
         start = prepare(config)
         given = {str(o).split("=", 1)[0].lstrip("+~") for o in config.hydra.overrides.hydra}
         resume = start.run_dir is not None and config.get("train", True)
@@ -137,7 +138,7 @@ class Startup(Callback):
             if f.stat().st_mtime < self._start - 1:  # an earlier sweep's job in the same dir
                 continue
             JOBS_RUN[0] += 1
-            if res.get("status") in ("failed", "diverged"):
+            if res.get("status") in ("failed", "diverged", "interrupted"):  # interrupted: a job Slurm cancelled
                 job = f.parent.name.split("_", 1)[0]  # job dirs are <n>_<overrides>: the number, the overrides follow
                 FAILED_JOBS.append(f"{job} ({' '.join(res.get('overrides') or [])}): {res.get('error')}")
 

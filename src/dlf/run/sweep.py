@@ -7,6 +7,8 @@
 * `use_dlf_optuna`: `hydra/sweeper=optuna` runs as hydra_plugins.dlf_optuna_sweeper.OptunaSweeper, where a failed trial is
   Optuna's FAIL and the search goes on (dlf.tools.summary.SweepSummary.on_multirun_start, before Hydra makes
   the sweeper).
+* `use_dlf_launcher`: the submitit launchers run as hydra_plugins.dlf_submitit_launcher's, where a job that ends
+  without a result (scancel, a time limit) is a row of the sweep, not its end.
 * `continue_job`: `ckpt_path=last` in a multirun means each job's own `<job dir>/checkpoints/last.ckpt`, so
   `python train.py -m <same overrides> hydra.sweep.dir=<dir> ckpt_path=last` continues a killed sweep: finished jobs
   are not run again (their result.json is returned), an interrupted job resumes, the others start fresh.
@@ -87,7 +89,9 @@ def use_dlf_optuna(config: DictConfig) -> None:
     sweeper = config.hydra.get("sweeper")
     if sweeper is None or sweeper.get("_target_") != PLUGIN_OPTUNA:
         return
-    given = {str(o).split("=", 1)[0].lstrip("+~") for o in config.hydra.overrides.hydra}
+    # unresolved: a continued sweep's override of hydra.output_subdir interpolates the job's runtime dir (Startup)
+    overrides = OmegaConf.to_container(config.hydra.overrides.hydra, resolve=False)
+    given = {str(o).split("=", 1)[0].lstrip("+~") for o in overrides}
     with read_write(config), open_dict(config):
         sweeper._target_ = "hydra_plugins.dlf_optuna_sweeper.OptunaSweeper"
         if "hydra.sweeper.max_failure_rate" not in given:
@@ -96,8 +100,26 @@ def use_dlf_optuna(config: DictConfig) -> None:
             sweeper.direction = f"{config.monitor_mode}imize"  # the plugin's default minimized val/acc (model=mlp)
 
 
+PLUGIN_SUBMITIT = "hydra_plugins.hydra_submitit_launcher.submitit_launcher."
+
+
+def use_dlf_launcher(config: DictConfig) -> None:
+    """`hydra/launcher=submitit_slurm` / `submitit_local` run as hydra_plugins.dlf_submitit_launcher's classes (as
+    `hydra/launcher=slurm` does): a job that ends without a result (cancelled, timed out, killed) is a failed or
+    interrupted row of the sweep instead of the exception that ended the sweep."""
+    from omegaconf import open_dict, read_write
+
+    launcher = config.hydra.get("launcher")
+    target = str((launcher or {}).get("_target_", ""))
+    if target.startswith(PLUGIN_SUBMITIT):
+        with read_write(config), open_dict(config):
+            launcher._target_ = "hydra_plugins.dlf_submitit_launcher." + target.rsplit(".", 1)[1]
+
+
 def continue_job(cfg: DictConfig, job_dir: Path, num: Any = "?") -> dict | None:
-    """`ckpt_path=last` in a multirun: this job's own checkpoint, not the newest of the task (another job's).
+    """`ckpt_path=last` in a multirun, or a job of a Slurm sweep that Slurm requeued (SLURM_RESTART_COUNT >= 1, no
+    ckpt_path given: submitit runs the same job again in the same job dir): this job's own checkpoint, not the newest
+    of the task (another job's).
 
     A job whose result.json says `ok` already finished: returns that result (the task hands its value to the sweeper,
     the summary reads the file) and the job is not run again. Otherwise `cfg.ckpt_path` becomes the job's
@@ -105,7 +127,8 @@ def continue_job(cfg: DictConfig, job_dir: Path, num: Any = "?") -> dict | None:
     fresh). Returns None then. Any other `ckpt_path` is left as it is."""
     from omegaconf import open_dict
 
-    if str(cfg.get("ckpt_path")) != "last":
+    requeued = int(os.environ.get("SLURM_RESTART_COUNT") or 0) >= 1 and not cfg.get("ckpt_path")
+    if str(cfg.get("ckpt_path")) != "last" and not requeued:  # a Slurm job of the sweep requeued: its own last.ckpt
         return None
     result = job_dir / "result.json"
     try:

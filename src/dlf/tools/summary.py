@@ -1,7 +1,8 @@
 """The sweep's Hydra callback (hydra.callbacks.sweep_summary in configs/hydra/default.yaml): threads per parallel job,
 dlf's Optuna sweeper, and sweep.csv, sweep.md and sweep.png at the end of every multirun.
 
-* Before the sweeper is made: `hydra/sweeper=optuna` runs as dlf's (dlf.run.sweep.use_dlf_optuna).
+* Before the sweeper is made: `hydra/sweeper=optuna` runs as dlf's (dlf.run.sweep.use_dlf_optuna), the submitit
+  launchers as dlf's (dlf.run.sweep.use_dlf_launcher).
 * Before each job: torch gets `cores // n_jobs` threads when the joblib launcher runs n jobs at once (else n jobs x all
   cores oversubscribe the machine).
 * At the end of every multirun: sweep.csv, sweep.md and sweep.png in the sweep dir (dlf.tools.compare), and their paths.
@@ -16,7 +17,7 @@ from typing import Any
 from hydra.experimental.callback import Callback
 from omegaconf import DictConfig
 
-from dlf.run.sweep import cores, threads_per_job, use_dlf_optuna
+from dlf.run.sweep import cores, threads_per_job, use_dlf_launcher, use_dlf_optuna
 
 log = logging.getLogger(__name__)
 
@@ -30,6 +31,7 @@ class SweepSummary(Callback):
 
     def on_multirun_start(self, config: DictConfig, **kwargs: Any) -> None:
         use_dlf_optuna(config)
+        use_dlf_launcher(config)
 
     def on_job_start(self, config: DictConfig, **kwargs: Any) -> None:
         from hydra.types import RunMode

@@ -83,14 +83,20 @@ class _Trials:
 
 
 class OptunaSweeper(_PluginSweeper or object):  # without the plugin: a plain class that Hydra's scan ignores
-    """hydra-optuna-sweeper's sweeper: the same search, with failed trials told to Optuna as failed (see above)."""
+    """hydra-optuna-sweeper's sweeper: the same search, with failed trials told to Optuna as failed (see above), and a
+    study every process of a task can share (dlf_optuna_sweeper.shared, for a single objective and any sampler but the
+    grid): n_trials counted over the study, job dirs numbered by trial, a killed search continued, pruned trials."""
 
     def setup(self, *, hydra_context, task_function, config) -> None:
         super().setup(hydra_context=hydra_context, task_function=task_function, config=config)
         self.sweeper.launcher = _Trials(self.sweeper.launcher)
 
     def sweep(self, arguments):
+        from hydra_plugins.dlf_optuna_sweeper import shared
+
         try:
+            if shared.applies(self.sweeper):
+                return shared.sweep(self.sweeper, arguments)
             return super().sweep(arguments)
         except ValueError as e:  # study.best_trial: "No trials are completed yet."
             if self.sweeper.launcher.completed:

@@ -91,10 +91,11 @@ def test_off_shows_nothing(off, tmp_path):
 
 
 def test_off_costs_no_hook():
-    """Disabled, Lightning calls none of its batch hooks (it skips a None hook) and it registers no module hook."""
+    """Disabled, Lightning calls none of its batch hooks (it skips a None hook)."""
     cb = Health(enabled=False)
     assert cb.on_train_batch_start is None and cb.on_train_batch_end is None and cb.on_before_optimizer_step is None
-    assert Health(every_n_steps=0).on_train_batch_end is None and callable(Health().on_train_batch_end)
+    assert Health(every_n_steps=0).on_train_batch_start is None and callable(Health().on_train_batch_start)
+    assert Health().on_train_batch_end is None  # on: between measurements Lightning calls only the batch start
 
 
 class _Deep(L.LightningModule):

@@ -114,6 +114,9 @@ class Health(L.Callback):
 
     def _reset_window(self):
         self._window, self._recording, self._step = False, False, 0
+        # between measurements Lightning calls only on_train_batch_start: it skips a hook that is None (as for
+        # dlf.lightning_internals.skip_empty_batch_hooks), so the other two are None until a measurement opens
+        self.on_before_optimizer_step = self.on_train_batch_end = None
         self._acts: dict[tuple[str, int], list[torch.Tensor]] = defaultdict(list)
         self._calls: dict[str, int] = {}
         self._before: dict[str, torch.Tensor] = {}
@@ -184,6 +187,7 @@ class Health(L.Callback):
     def on_train_batch_start(self, trainer, pl_module, batch, batch_idx):
         if self._ready and not self._window and trainer.global_step >= self.next_step:
             self._window, self._recording, self._step = True, True, trainer.global_step
+            del self.on_before_optimizer_step, self.on_train_batch_end  # this instance's None: the class's hooks again
             first = batch[0] if isinstance(batch, (list, tuple)) else batch
             self._real_ptr = first.data_ptr() if isinstance(first, torch.Tensor) else None
 

@@ -123,21 +123,43 @@ class _Deep(L.LightningModule):
 
 def _fit(tmp_path, module, cb, steps=5):
     data = torch.utils.data.TensorDataset(torch.randn(64, 8) * 3)
-    trainer = L.Trainer(max_steps=steps, callbacks=[cb], logger=False, enable_checkpointing=False,
+    trainer = L.Trainer(max_steps=steps, callbacks=cb if isinstance(cb, list) else [cb], logger=False, enable_checkpointing=False,
                         enable_progress_bar=False, enable_model_summary=False, default_root_dir=tmp_path)
     trainer.fit(module, torch.utils.data.DataLoader(data, batch_size=16))
     return trainer
 
 
-def test_hooks_removed_and_layers_named_by_call(tmp_path):
-    module, cb = _Deep(lr=0.1), Health(every_n_steps=2)
-    _fit(tmp_path, module, cb)
-    assert not any(m._forward_hooks or m._forward_pre_hooks for m in module.modules())  # all removed at fit end
+class _HookCount(L.Callback):
+    """The number of module hooks at each training step (after the health callback's batch start)."""
+
+    def __init__(self):
+        self.counts = []
+
+    def on_before_backward(self, trainer, pl_module, loss):
+        self.counts.append(sum(len(m._forward_hooks) + len(m._forward_pre_hooks) for m in pl_module.modules()))
+
+
+def test_hooks_only_in_measured_batches_and_layers_named_by_call(tmp_path):
+    module, cb, count = _Deep(lr=0.1), Health(every_n_steps=2), _HookCount()
+    _fit(tmp_path, module, [cb, count])
+    assert count.counts == [2, 0, 2, 0, 2]  # the shared tanh's hook and the net's pass hook, at steps 0, 2, 4
+    assert not any(m._forward_hooks or m._forward_pre_hooks for m in module.modules())  # none left
     assert sorted(cb.history["saturation"]) == ["net.act[0]", "net.act[1]", "net.act[2]"]  # one shared module
     assert [s for s, _ in cb.history["saturation"]["net.act[0]"]] == [0, 2, 4]  # every 2 steps from the first
     assert sorted(cb.history["grad_norm"]) == [f"net.lin.{i}" for i in range(4)]
     assert len(cb.history["update_ratio"]) == 8  # 4 weights, 4 biases
     assert (tmp_path / "plots" / "health_updates.png").is_file()
+
+
+def test_compiled_nets_get_no_module_hooks(tmp_path):
+    """model.compile=true (compiled: ${model.compile}): no hook inside a compiled forward; gradients and updates stay."""
+    module, plain, cb = _Deep(lr=0.1), Health(), Health(every_n_steps=2, compiled=True)
+    plain.on_fit_start(L.Trainer(logger=False), module)
+    assert len(plain._targets) == 2 and not any(m._forward_hooks or m._forward_pre_hooks for m in module.modules())
+    cb.on_fit_start(L.Trainer(logger=False), module)
+    assert cb._targets == []
+    _fit(tmp_path, module, cb)
+    assert "saturation" not in cb.history and cb.history["grad_norm"] and cb.history["update_ratio"]
 
 
 def test_update_ratio_is_the_step_taken(tmp_path):

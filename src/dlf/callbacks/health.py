@@ -97,8 +97,11 @@ def histogram(values: torch.Tensor) -> tuple[list[float], list[float], list[floa
 
 
 class Health(L.Callback):
-    def __init__(self, every_n_steps: int = 100, enabled: bool = True):
+    def __init__(self, every_n_steps: int = 100, enabled: bool = True, compiled: bool = False):
+        """compiled: the nets are torch.compile'd (model.compile=true). A hook inside a compiled forward would be
+        traced into its graph (and its switch recompile it), so such a run shows the gradients and updates only."""
         self.every = int(every_n_steps)
+        self.compiled = bool(compiled)
         self.enabled = bool(enabled) and self.every > 0
         if not self.enabled:  # off: Lightning calls no hook of this callback at any batch (its None check)
             self.on_train_batch_start = self.on_train_batch_end = self.on_before_optimizer_step = None
@@ -108,7 +111,8 @@ class Health(L.Callback):
         self.kinds: dict[str, str] = {}     # activation module name -> tanh | sigmoid | relu
         self.names: dict[int, str] = {}     # id(parameter) -> its name
         self.groups: list[str] = []         # the nets drawn apart (the GAN's G and D)
-        self._handles: list = []
+        self._targets: list = []            # (a module's register_forward_(pre_)hook, the hook), found at fit start
+        self._handles: list = []            # the registered hooks, while a measured batch runs
         self._ready = False
         self._reset_window()
 
@@ -126,36 +130,39 @@ class Health(L.Callback):
         self._pending: list[tuple[str, str, torch.Tensor]] = []  # (quantity, layer, value) of this measurement
         self._hists: list[tuple[str, str, tuple]] = []           # (activations | gradients, layer, histogram)
 
-    # ---- hooks: registered when fit starts, removed when it ends ----------------------------------------------------
+    # ---- hooks: found when fit starts, on the modules only while a measured batch runs -------------------------------
     def on_fit_start(self, trainer, pl_module):
         if not self.enabled or not trainer.is_global_zero:
             return
         frozen = {n for n, m in pl_module.named_modules() if n and list(m.parameters())
                   and not any(p.requires_grad for p in m.parameters())}  # G's weight average: never trained
-        self.kinds, self.group_of = {}, {}
+        self.kinds, self._targets = {}, []
         nets = pl_module.nets() if hasattr(pl_module, "nets") else list(pl_module.children())
         roots = {id(net): n for n, net in pl_module.named_children() if any(net is m for m in nets)}
-        for name, m in pl_module.named_modules():
+        for name, m in ([] if self.compiled else pl_module.named_modules()):
             kind = activation_kind(m)
             inside = any(name.startswith(k + ".") for k in self.kinds)  # nn.LSTM inside a dlf Recurrent
             if kind is None or inside or any(name == f or name.startswith(f + ".") for f in frozen):
                 continue
             self.kinds[name] = kind
-            self._handles.append(m.register_forward_hook(self._activation_hook(name)))
+            self._targets.append((m.register_forward_hook, self._activation_hook(name)))
         for n, net in pl_module.named_children():
-            if id(net) in roots:  # a new pass of a net: its modules' call counts start again
-                self._handles.append(net.register_forward_pre_hook(self._pass_hook(n)))
+            if id(net) in roots and not self.compiled:  # a new pass of a net: its modules' call counts start again
+                self._targets.append((net.register_forward_pre_hook, self._pass_hook(n)))
         self.names = {id(p): n for n, p in pl_module.named_parameters()}
         with_acts = [r for r in roots.values() if any(k == r or k.startswith(r + ".") for k in self.kinds)]
         self.groups = with_acts if len(with_acts) > 1 else []  # the GAN's G and D, drawn apart
-        if hasattr(pl_module, "D") and hasattr(pl_module, "G"):  # D's output on real and fake samples
-            self._handles.append(pl_module.D.register_forward_hook(self._d_hook))
+        if hasattr(pl_module, "D") and hasattr(pl_module, "G") and not self.compiled:  # D on real and fake
+            self._targets.append((pl_module.D.register_forward_hook, self._d_hook))
         self._ready = True
 
     def _remove_hooks(self):
         for h in self._handles:
             h.remove()
         self._handles.clear()
+
+    def _end(self):
+        self._remove_hooks()
         self._ready = False
         self._reset_window()
 
@@ -181,13 +188,14 @@ class Health(L.Callback):
                 self._d_out[which] = torch.sigmoid(out.detach().float()).mean()
 
     def on_exception(self, trainer, pl_module, exception):
-        self._remove_hooks()
+        self._end()
 
     # ---- a measured step -------------------------------------------------------------------------------------------
     def on_train_batch_start(self, trainer, pl_module, batch, batch_idx):
         if self._ready and not self._window and trainer.global_step >= self.next_step:
             self._window, self._recording, self._step = True, True, trainer.global_step
             del self.on_before_optimizer_step, self.on_train_batch_end  # this instance's None: the class's hooks again
+            self._handles = [register(hook) for register, hook in self._targets]  # removed when the batch ends
             first = batch[0] if isinstance(batch, (list, tuple)) else batch
             self._real_ptr = first.data_ptr() if isinstance(first, torch.Tensor) else None
 
@@ -211,6 +219,7 @@ class Health(L.Callback):
             return
         if self._recording:
             self._recording = False
+            self._remove_hooks()
             self._summarise_activations()
         if self._stepped >= {id(o) for o in trainer.optimizers}:  # every optimizer has stepped once: measured
             self._close(trainer, pl_module)
@@ -253,14 +262,14 @@ class Health(L.Callback):
 
     # ---- the end: figures and one line -----------------------------------------------------------------------------
     def on_fit_end(self, trainer, pl_module):
-        self._remove_hooks()
+        self._end()
         if not self.enabled or not trainer.is_global_zero or not self.history:
             return
         draw_all(self, lambda tag, fig, png: publish(trainer, tag, fig, png))
         say(summary_line(self.history, self.groups))
 
     def teardown(self, trainer, pl_module, stage):
-        self._remove_hooks()
+        self._end()
 
     def state_dict(self):
         return {"next_step": self.next_step, "groups": list(getattr(self, "groups", [])),

@@ -13,8 +13,9 @@ makemore part 3), logged to TensorBoard under health/ and drawn into <run dir>/p
 * The GAN: G and D each (their names start with G. and D.), and D's mean output on the real and on the fake
   samples of the measured D step, health/gan/d_real and health/gan/d_fake (both near 0.5 when neither wins).
 
-Forward hooks go on the activation modules (and a pre-hook on each net, to count the calls of one pass) when fit
-starts and are removed when it ends; they record only on a measured batch. Nothing is changed: no extra forward, no
+The activation modules are found when fit starts; forward hooks go on them (and a pre-hook on each net, to count the
+calls of one pass) when a measured batch starts and come off when it ends (and when fit ends or fails): between
+measurements no net has a hook, and Lightning calls only on_train_batch_start. Nothing is changed: no extra forward, no
 random numbers, so a run with health on trains the same weights as one with it off. At the end one line names, for
 each quantity, the worst layer when it is outside its healthy band (medians over the run's measurements).
 """
@@ -87,13 +88,26 @@ def histogram(values: torch.Tensor) -> tuple[list[float], list[float], list[floa
     """(edges, counts, the five numbers TensorBoard's raw histogram also needs: min, max, n, sum, sum of squares);
     None when a value is not finite (a diverging run: the divergence guard reports it)."""
     v = values.detach().flatten().float()
-    lo, hi = float(v.min()), float(v.max())
+    lo, hi, total, squares = torch.stack([v.min(), v.max(), v.sum(), (v * v).sum()]).tolist()
     if not (math.isfinite(lo) and math.isfinite(hi)):
         return None
     hi = hi if hi > lo else lo + 1e-12
     counts = torch.histc(v, BINS, lo, hi).tolist()
     edges = [lo + (hi - lo) * i / BINS for i in range(BINS + 1)]
-    return edges, counts, [lo, hi, float(v.numel()), float(v.sum()), float((v * v).sum())]
+    return edges, counts, [lo, hi, float(v.numel()), total, squares]
+
+
+def write_summary(tb, scalars: dict[str, float], hists: dict[str, tuple], step: int) -> None:
+    """One TensorBoard event holding every value of a measurement: what add_scalar and add_histogram_raw write, one
+    event each (each event is checksummed byte by byte in Python by TensorBoard's writer, and opened and appended)."""
+    from tensorboard.compat.proto.summary_pb2 import HistogramProto, Summary
+
+    values = [Summary.Value(tag=tag, simple_value=v) for tag, v in scalars.items()]
+    for tag, (edges, counts, (lo, hi, n, total, squares)) in hists.items():
+        histo = HistogramProto(min=lo, max=hi, num=n, sum=total, sum_squares=squares, bucket_limit=edges[1:],
+                               bucket=counts)
+        values.append(Summary.Value(tag=tag, histo=histo))
+    tb.file_writer.add_summary(Summary(value=values), step)
 
 
 class Health(L.Callback):
@@ -244,19 +258,16 @@ class Health(L.Callback):
         self._pending += [("gan", which, v) for which, v in self._d_out.items()]
         values = torch.stack([v.detach().float().reshape(()) for *_, v in self._pending]).tolist() \
             if self._pending else []
-        tb = tensorboard(trainer)
+        scalars, hists = {}, {}
         for (quantity, tag, _), value in zip(self._pending, values):
             if math.isfinite(value):
                 self.history[quantity][tag].append((self._step, value))
-                if tb is not None:
-                    tb.add_scalar(f"health/{quantity}/{tag}", value, self._step)
+                scalars[f"health/{quantity}/{tag}"] = value
         for kind, layer, hist in self._hists:
-            if hist is None:
-                continue
-            self.hists[kind][layer] = hist
-            if tb is not None:
-                edges, counts, (lo, hi, n, s, ss) = hist
-                tb.add_histogram_raw(f"health/{kind}/{layer}", lo, hi, n, s, ss, edges[1:], counts, self._step)
+            if hist is not None:
+                self.hists[kind][layer] = hists[f"health/{kind}/{layer}"] = hist
+        if (tb := tensorboard(trainer)) is not None:
+            write_summary(tb, scalars, hists, self._step)
         self.next_step = self._step + self.every
         self._reset_window()
 

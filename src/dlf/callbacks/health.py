@@ -42,6 +42,7 @@ TAGS = {  # one TensorBoard chart per quantity, one line per layer (custom scala
     "d_output": r"health/gan/d_(real|fake)",
 }
 BINS = 40
+SAMPLE = 16384  # a histogram counts every k-th value when a layer has more (min, max, sum: every value)
 
 
 def layout(nets: tuple[str, ...] = ()) -> dict:
@@ -78,7 +79,7 @@ def saturation(kind: str, outs: list[torch.Tensor]) -> torch.Tensor:
     """The saturated share of a layer's outputs over the measured batch (one tensor per call, e.g. D on real, fake)."""
     if kind == "relu":  # a unit is every feature but the batch's: dead when it fires for no sample
         first = outs[0].shape[1:]
-        fired = torch.stack([(o > 0).flatten(1).any(0) for o in outs if o.shape[1:] == first]).any(0)
+        fired = torch.stack([o.flatten(1).amax(0) for o in outs if o.shape[1:] == first]).amax(0) > 0
         return 1.0 - fired.float().mean()
     sat = [(o.abs() > 0.97) if kind == "tanh" else ((o < 0.03) | (o > 0.97)) for o in outs]
     return sum(s.sum() for s in sat) / sum(s.numel() for s in sat)
@@ -92,7 +93,8 @@ def histogram(values: torch.Tensor) -> tuple[list[float], list[float], list[floa
     if not (math.isfinite(lo) and math.isfinite(hi)):
         return None
     hi = hi if hi > lo else lo + 1e-12
-    counts = torch.histc(v, BINS, lo, hi).tolist()
+    stride = max(1, v.numel() // SAMPLE)  # the counts of an even subsample, scaled: histc is slow on a big tensor
+    counts = (torch.histc(v[::stride], BINS, lo, hi) * (v.numel() / len(v[::stride]))).tolist()
     edges = [lo + (hi - lo) * i / BINS for i in range(BINS + 1)]
     return edges, counts, [lo, hi, float(v.numel()), total, squares]
 

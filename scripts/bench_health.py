@@ -8,6 +8,11 @@ first 5 left out) and their mean (the measured steps and every other occasional 
 hold --measurements measured steps in the timed intervals at the default cadence (every 100 optimizer steps: 100
 batches, 50 for the GAN, whose D and G steps both count), so the mean is what the callback adds over a long run.
 A line per workload: median over rounds of each side, and of the per-round ratios on / off.
+
+--direct: instead, one run with the callback on, its own work clocked (its methods and module hooks wrapped, summed per
+batch): what it costs a step between measurements, what a measurement costs, and both at the default cadence as a
+share of the median step. On a shared machine whose load moves a step by 10-40 % from round to round, this resolves
+what the on/off rounds cannot (docs/health.md, "What it costs").
 """
 
 from __future__ import annotations

@@ -74,6 +74,10 @@ EXEMPT: dict[str, str] = {  # regex, matched against the whole normalised comman
     r"python scripts/bench\.py WORKLOAD": "prose naming the argument: each workload the docs name runs below",
     r"(PYTHONPATH=src )?python scripts/bench_(cnn|gan|sequence)\.py.*": "a past measurement's command, kept with "
         "its numbers; the row says the script was since replaced by scripts/bench.py, and it no longer exists",
+    r"OMP_NUM_THREADS=1 python scripts/health_lecture\.py .*": "five runs that rewrite the docs' figure: "
+        "tests/test_health.py::test_lecture_claims runs the same five, asserts what it shows and draws it",
+    r"OMP_NUM_THREADS=1 python scripts/bench_health\.py .*": "a benchmark of many minutes: "
+        "tests/test_health.py::test_bench_health_runs runs it on one workload for one round",
     r".* trainer=gpu( .*)?": NO_CUDA,
     r".* trainer=ddp( .*)?": NO_CUDA + "; without CUDA it fails at start-up (docs/bad_inputs.md, tests/test_ddp.py)",
 }

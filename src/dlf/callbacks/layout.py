@@ -4,7 +4,8 @@
 - one category per model family ("mlp: train and val", "sequence: ...", "cnn: ...", "gan: ..."), with one chart per
   metric holding its train/ and val/ series (`^(train|val)/loss$`), and pairs drawn together (the GAN's D and G losses);
 - one category per section of tags apart from the curves (`SECTIONS`: `diag/` is "diagnostics"), one chart a tag.
-A new group of tags gets its own category by a line in SECTIONS (e.g. "health": "health").
+A new group of tags gets its own category by a line in SECTIONS; the health callback's tags get theirs from
+dlf.callbacks.health.layout (a chart per quantity, a line per layer), added when the run measures health.
 
 Every run registers its layout (`ScalarsLayout`): when training starts, from the metrics its system declares, and again
 at its end with the tags it logged (a diagnostics callback's). TensorBoard merges the layouts of all runs of a log dir
@@ -86,8 +87,18 @@ class ScalarsLayout(L.Callback):
         declared = pl_module.metric_names() if hasattr(pl_module, "metric_names") else None
         tags = set(declared or ()).union(*(getattr(lg, "scalar_tags", ()) for lg in loggers))
         layout = scalars_layout(family(pl_module), tags)
+        layout.update(_health_section(trainer, family(pl_module)))
         if not layout or layout == self.written:
             return
         self.written = layout
         for lg in loggers:  # TensorBoard reads the last layout a run wrote
             lg.experiment.add_custom_scalars(layout)
+
+
+def _health_section(trainer: L.Trainer, fam: str) -> dict:
+    """The health callback's charts (dlf.callbacks.health.layout: one chart per quantity, one line per layer; the
+    GAN's G and D apart) when the run measures health."""
+    from dlf.callbacks.health import Health, layout
+
+    on = any(isinstance(cb, Health) and cb.enabled for cb in trainer.callbacks)
+    return layout(("G", "D") if fam == "gan" else ()) if on else {}

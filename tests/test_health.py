@@ -219,3 +219,19 @@ def test_bench_health_runs(tmp_path):
                        env={**__import__("os").environ, "PYTHONPATH": str(ROOT / "src"), "OMP_NUM_THREADS": "1"})
     assert r.returncode == 0, r.stderr[-2000:]
     assert re.search(r"xor: 106 steps x 1 rounds; .* on/off median \d\.\d+, mean .* \d\.\d+", r.stdout), r.stdout
+
+
+def test_health_charts_join_the_runs_custom_scalars_layout():
+    """dlf.callbacks.layout registers the health section (a chart per quantity, a line per layer; the GAN's G and D
+    apart) when the run measures health, and none when it does not."""
+    from types import SimpleNamespace
+
+    from dlf.callbacks.health import Health
+    from dlf.callbacks.layout import _health_section
+
+    on = SimpleNamespace(callbacks=[Health(every_n_steps=100)])
+    assert sorted(_health_section(on, "mlp")["health"]) == ["d_output", "grad_norm", "saturation", "update_ratio"]
+    gan = _health_section(on, "gan")["health"]
+    assert "saturation (G)" in gan and "saturation (D)" in gan and gan["saturation (G)"][1] == [r"health/saturation/G\..*"]
+    assert _health_section(SimpleNamespace(callbacks=[Health(enabled=False)]), "mlp") == {}
+    assert _health_section(SimpleNamespace(callbacks=[]), "mlp") == {}

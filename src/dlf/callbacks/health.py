@@ -26,11 +26,10 @@ import math
 import re
 from collections import defaultdict
 
-import lightning as L
 import torch
 from torch import nn
 
-from dlf.callbacks.figures import publish, tensorboard
+from dlf.callbacks.figures import Figures, publish, tensorboard
 from dlf.callbacks.health_plots import BANDS, draw_all, summary_line
 from dlf.console import say
 
@@ -112,7 +111,7 @@ def write_summary(tb, scalars: dict[str, float], hists: dict[str, tuple], step: 
     tb.file_writer.add_summary(Summary(value=values), step)
 
 
-class Health(L.Callback):
+class Health(Figures):
     def __init__(self, every_n_steps: int = 100, enabled: bool = True, compiled: bool = False):
         """compiled: the nets are torch.compile'd (model.compile=true). A hook inside a compiled forward would be
         traced into its graph (and its switch recompile it), so such a run shows the gradients and updates only."""

@@ -81,7 +81,8 @@ def test_a_cancelled_job_is_a_row_and_the_sweep_exits_1(slurm_cluster, tmp_path,
     """scancel of one job of a running sweep: the other job completes, the cancelled one is an `interrupted` row
     naming its Slurm state and log, and the multirun exits 1 with one line; no hang. About 30 s."""
     env = _env(tmp_path, root)  # run_cli's environment, for a process started in the background
-    cmd = [*_python(root), "-m", *CPU_JOB, "model=mlp_xor", "trainer.max_steps=20,200000"]
+    # max_epochs=-1: job 1 trains until cancelled (XOR's 10 epochs would end it in seconds, before the scancel)
+    cmd = [*_python(root), "-m", *CPU_JOB, "model=mlp_xor", "trainer.max_epochs=-1", "trainer.max_steps=20,200000"]
     proc = subprocess.Popen(cmd, cwd=tmp_path, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     try:
         task = _wait_running(tmp_path, "_1")
@@ -94,8 +95,8 @@ def test_a_cancelled_job_is_a_row_and_the_sweep_exits_1(slurm_cluster, tmp_path,
     states = sacct(array_id(sweep))
     assert states[task].startswith("CANCELLED") and states[task.replace("_1", "_0")] == "COMPLETED", states
     res = results(sweep)
-    assert res["0_model=mlp_xor,trainer.max_steps=20"]["status"] == "ok"
-    cancelled = res["1_model=mlp_xor,trainer.max_steps=200000"]
+    assert res["0_model=mlp_xor,trainer.max_epochs=-1,trainer.max_steps=20"]["status"] == "ok"
+    cancelled = res["1_model=mlp_xor,trainer.max_epochs=-1,trainer.max_steps=200000"]
     assert cancelled["status"] == "interrupted" and f"Slurm job {task} ended CANCELLED" in cancelled["error"]
     assert "1 ok, 1 interrupted" in out and (sweep / "sweep.csv").is_file()
     lines = [x for x in err.splitlines() if x.startswith("dlf: error:")]

@@ -187,6 +187,21 @@ def test_plain_subprocess_bad_input(world):
     _check(r, ["optimizer.lr='abc'", "optimizer.lr=0.01"], before, world["earlier"])
 
 
+def test_one_line_on_a_machine_with_slurm(world, tmp_path):
+    """Where `srun` is on PATH (a Slurm login node), a bad input found once the Trainer exists (here at fit: the GAN
+    refuses Lightning's clipping) is still one line: Lightning's "srun is available but not used" hint is not shown."""
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir()
+    (bin_dir / "srun").write_text("#!/bin/sh\nexit 1\n")
+    (bin_dir / "srun").chmod(0o755)
+    before = _hash_tree(world["earlier"])
+    r = run_train(["model=gan", "trainer=cpu", "logger=none", "trainer.gradient_clip_val=0.5"], cwd=world["cwd"],
+                  env={"PATH": f"{bin_dir}{os.pathsep}{os.environ['PATH']}"})
+    _check(r, ["trainer.gradient_clip_val=0.5 cannot be used with the GAN", "model.clip_grad_norm=0.5"], before,
+           world["earlier"])
+    assert r.stderr.strip().count("\n") == 0, r.stderr  # the one line and nothing else
+
+
 @pytest.mark.slow
 def test_plain_subprocess_checkpoint_of_another_model(world):
     before = _hash_tree(world["earlier"])

@@ -22,6 +22,7 @@ import os
 import re
 import sys
 import time
+import warnings
 from pathlib import Path
 
 from hydra.experimental.callback import Callback
@@ -53,6 +54,9 @@ def cli() -> None:
     os.environ["DLF_FULL_ERROR"] = "1" if full == "1" else "0"  # what the user asked for (the task reads it)
     os.environ["HYDRA_FULL_ERROR"] = "1"  # Hydra raises instead of printing; dlf prints the one line below
     FAILED_JOBS.clear()
+    # Lightning's "The `srun` command is available on your system but is not used" on any machine with Slurm (a login
+    # node): a second line beside dlf's one-line errors; dlf's DDP checks name the set-ups that would hang without srun
+    warnings.filterwarnings("ignore", message="The `srun` command is available on your system but is not used")
     setup_globals()  # ${hydra:...} and ${now:...}: Hydra registers them itself, except on --experimental-rerun
     try:
         with skip_mode_compose():  # Hydra would compose the config twice; once is enough (dlf.hydra_internals)

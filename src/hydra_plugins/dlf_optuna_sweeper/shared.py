@@ -19,6 +19,8 @@ from __future__ import annotations
 
 import functools
 import logging
+import time
+from contextlib import contextmanager
 from pathlib import Path
 
 from omegaconf import OmegaConf
@@ -43,9 +45,46 @@ def storage(url):
     return url
 
 
+def open_study(impl):
+    """The study, made or loaded. Two processes starting on a new database at once both make its tables: on SQLite one
+    at a time (a lock file beside it); elsewhere the loser of the race (IntegrityError on alembic_version) tries again
+    and finds the tables made."""
+    import optuna
+    from sqlalchemy.exc import IntegrityError, OperationalError
+
+    url = storage(impl.storage)
+    for attempt in range(5):
+        try:
+            with _sqlite_lock(url):
+                return optuna.create_study(study_name=impl.study_name, storage=url, sampler=impl.sampler,
+                                           direction=impl._get_directions()[0], load_if_exists=True)
+        except (IntegrityError, OperationalError):
+            if attempt == 4:
+                raise
+            time.sleep(0.2 * (attempt + 1))
+
+
+@contextmanager
+def _sqlite_lock(url):
+    """An exclusive lock on `<file>.lock` beside a SQLite database (POSIX); nothing for other storages."""
+    if not (isinstance(url, str) and url.startswith("sqlite:///")):
+        yield
+        return
+    try:
+        import fcntl
+    except ImportError:  # not POSIX: the retry in open_study remains
+        yield
+        return
+    with open(url[len("sqlite:///"):] + ".lock", "a") as f:
+        fcntl.flock(f, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(f, fcntl.LOCK_UN)
+
+
 def sweep(impl, arguments: list[str]) -> None:
     """The search: ask, launch and tell until the study holds n_trials; then the best trial (as the plugin)."""
-    import optuna
     from hydra_plugins.hydra_optuna_sweeper._impl import create_params_from_overrides
     from optuna.trial import TrialState
 
@@ -54,8 +93,7 @@ def sweep(impl, arguments: list[str]) -> None:
     space = {**(impl.search_space_distributions or {}), **space}
     for name in fixed:
         space.pop(name, None)
-    study = optuna.create_study(study_name=impl.study_name, storage=storage(impl.storage), sampler=impl.sampler,
-                                direction=impl._get_directions()[0], load_if_exists=True)
+    study = open_study(impl)
     log.info(f"Study name: {study.study_name}; storage: {impl.storage or 'in memory'}; n_trials: {impl.n_trials} "
              "over the study")
     again, asked = _left_running(study, impl.config), 0

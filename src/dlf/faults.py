@@ -125,3 +125,23 @@ def quiet_writer_threads() -> None:
 
     threading.excepthook = hook
     _hook_installed = True
+
+
+@contextmanager
+def sqlite_setup_lock(url: str):
+    """One process at a time in the set-up of a SQLite database named by a `sqlite:///<file>` URL (an MLflow store,
+    an Optuna study): an exclusive lock on `<file>.lock` beside it (POSIX). Other URLs (a server) and other systems: no
+    lock. Two processes creating the same new database at once otherwise race on its tables."""
+    try:
+        import fcntl
+    except ImportError:  # not POSIX
+        fcntl = None
+    if fcntl is None or not (isinstance(url, str) and url.startswith("sqlite:///")):
+        yield
+        return
+    with open(url[len("sqlite:///"):] + ".lock", "a") as f:
+        fcntl.flock(f, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(f, fcntl.LOCK_UN)

@@ -81,24 +81,13 @@ def flat_config(cfg) -> dict:
     return out
 
 
-@contextmanager
 def store_lock(tracking_uri: str):
     """One process at a time in a SQLite store's set-up: the jobs of a parallel sweep start together, and two of them
-    creating a new mlflow.db at once fail ("table _alembic_tmp_<table> already exists"). A file lock beside the
-    store (`mlflow.db.lock`); other stores (a server) need none."""
-    try:
-        import fcntl
-    except ImportError:  # not POSIX
-        fcntl = None
-    if fcntl is None or not tracking_uri.startswith("sqlite:///"):
-        yield
-        return
-    with open(tracking_uri[len("sqlite:///"):] + ".lock", "a") as f:
-        fcntl.flock(f, fcntl.LOCK_EX)
-        try:
-            yield
-        finally:
-            fcntl.flock(f, fcntl.LOCK_UN)
+    creating a new mlflow.db at once fail ("table _alembic_tmp_<table> already exists"). dlf.faults.sqlite_setup_lock
+    (a lock file beside the store, `mlflow.db.lock`); other stores (a server) need none."""
+    from dlf.faults import sqlite_setup_lock
+
+    return sqlite_setup_lock(tracking_uri)
 
 
 def _quiet_mlflow() -> None:

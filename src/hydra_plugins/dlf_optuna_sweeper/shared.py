@@ -20,7 +20,6 @@ from __future__ import annotations
 import functools
 import logging
 import time
-from contextlib import contextmanager
 from pathlib import Path
 
 from omegaconf import OmegaConf
@@ -52,35 +51,18 @@ def open_study(impl):
     import optuna
     from sqlalchemy.exc import IntegrityError, OperationalError
 
+    from dlf.faults import sqlite_setup_lock
+
     url = storage(impl.storage)
     for attempt in range(5):
         try:
-            with _sqlite_lock(url):
+            with sqlite_setup_lock(url):
                 return optuna.create_study(study_name=impl.study_name, storage=url, sampler=impl.sampler,
                                            direction=impl._get_directions()[0], load_if_exists=True)
         except (IntegrityError, OperationalError):
             if attempt == 4:
                 raise
             time.sleep(0.2 * (attempt + 1))
-
-
-@contextmanager
-def _sqlite_lock(url):
-    """An exclusive lock on `<file>.lock` beside a SQLite database (POSIX); nothing for other storages."""
-    if not (isinstance(url, str) and url.startswith("sqlite:///")):
-        yield
-        return
-    try:
-        import fcntl
-    except ImportError:  # not POSIX: the retry in open_study remains
-        yield
-        return
-    with open(url[len("sqlite:///"):] + ".lock", "a") as f:
-        fcntl.flock(f, fcntl.LOCK_EX)
-        try:
-            yield
-        finally:
-            fcntl.flock(f, fcntl.LOCK_UN)
 
 
 def sweep(impl, arguments: list[str]) -> None:

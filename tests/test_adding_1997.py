@@ -97,9 +97,11 @@ def test_1997_run_that_never_succeeds_says_so(tmp_path, run_cli, root):
 @pytest.mark.slow
 def test_lstm_solves_the_1997_adding_problem_T100(tmp_path, make_cfg):
     """experiment=lstm_adding_1997, T = 100, seed 1: the success criterion (no wrong validation sequence of 2,560, training
-    MSE < 0.01) is met well within the 10,000-step budget (docs/sequence.md has the three seeds)."""
+    MSE < 0.01) is met within the 10,000-step budget (500,000 sequences; the paper: 74,000), and at most 1 % of the
+    2,560 test sequences are wrong. The issue's target (#31, 1a); NOT met yet by this recipe: docs/sequence.md has the
+    runs, which stayed on the plateau (val/wrong ~2,130 of 2,560) for as long as they ran."""
     from dlf.run.train import run
 
     m = run(make_cfg(["experiment=lstm_adding_1997", "logger=none", "seed=1"], tmp_path, fast=False))
-    assert math.isfinite(m["test/sequences_to_success"]) and m["test/sequences_to_success"] <= 250_000
+    assert math.isfinite(m["test/sequences_to_success"]) and m["test/sequences_to_success"] <= 500_000
     assert m["test/wrong"] <= 26  # at most 1 % of the 2,560 test sequences

@@ -34,7 +34,7 @@ def cost_figure(steps: list[int], costs: list[float]):
             ax.set_ylim(bottom=min(0.0, min(finite)))
     ax.set_xlim(0, max(max(steps), 1))
     ax.set_title("Cost function")
-    ax.grid(True, which="both", alpha=0.3)
+    ax.grid(True, alpha=0.3)
     return fig
 
 

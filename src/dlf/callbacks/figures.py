@@ -52,7 +52,7 @@ def caption(trainer: L.Trainer, step: int | None = None) -> str:
     name = type(getattr(module, "net", module)).__name__
     model = _choice("model")
     facts = getattr(trainer.datamodule, "facts", None)
-    data = getattr(facts, "name", None) or _choice("data") or type(trainer.datamodule).__name__
+    data = getattr(facts, "name", None) or _choice("data") or type(trainer.datamodule).__name__.replace("NoneType", "?")
     step = trainer.global_step if step is None else step
     return f"model={model} ({name})  data={data}  step {step}" if model else f"{name}  data={data}  step {step}"
 

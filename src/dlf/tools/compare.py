@@ -53,6 +53,7 @@ class Run:
     notes: list[str] = field(default_factory=list)
     curves: dict[str, tuple[list[int], list[float]]] = field(default_factory=dict)
     damaged: str | None = None  # one line when an event file could not be read to its end
+    choices: dict[str, str] = field(default_factory=dict)  # its Hydra group choices (model: mlp_xor, data: xor, ...)
 
 
 def find_runs(root: Path) -> list[Path]:
@@ -91,6 +92,7 @@ def read_run(run_dir: Path) -> Run:
         run.label = str(hydra.job.get("override_dirname") or "") or "(defaults)"
         run.job = hydra.job.get("num", run.job)
         run.hydra = True
+        run.choices = {str(k): str(v) for k, v in (hydra.runtime.get("choices") or {}).items() if v is not None}
         skip = set(OmegaConf.select(hydra, "job.config.override_dirname.exclude_keys", default=[]) or [])
         run.overrides = [str(o) for o in hydra.overrides.task if str(o).split("=", 1)[0].lstrip("+~") not in skip]
     if config_yaml.is_file():

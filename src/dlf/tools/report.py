@@ -146,7 +146,7 @@ def curves_png(runs: list[tuple[str, dict]], title: str) -> bytes | None:
                    title_fontsize=7)
     fig.suptitle(title, fontsize=11)
     buf = io.BytesIO()
-    fig.savefig(buf, format="png", dpi=DPI)
+    fig.savefig(buf, format="png", dpi=DPI if len(runs) == 1 else 100)  # a sweep's legend wants the pixels
     return buf.getvalue()
 
 

@@ -152,3 +152,12 @@ def test_reports_render_in_chromium_from_the_file(made, tmp_path):
     finally:
         browser.quit()
     print(f"report: the browser check took {time.perf_counter() - t0:.1f} s")
+
+
+def test_report_must_be_a_bool_and_debug_fast_writes_none(tmp_path):
+    r = shared_server().run(["report=maybe"], tmp_path)
+    assert r.returncode == 2 and "report='maybe'" in r.stderr and "Traceback" not in r.stderr, r.stderr[-2000:]
+    r = shared_server().run(["debug=fast", "hydra.run.dir=fast"], tmp_path)
+    assert r.returncode == 0, r.stderr[-2000:]
+    assert (tmp_path / "fast" / "result.json").is_file() and not (tmp_path / "fast" / "report.html").exists()
+    assert "report.html" not in r.stdout

@@ -228,7 +228,8 @@ class Reports(Callback):
     """Hydra callback: <job dir>/report.html at the end of every job, run or sweep (`report: false` turns it off)."""
 
     def on_job_end(self, config: DictConfig, job_return=None, **kwargs) -> None:
-        if not config.get("report", True) or os.environ.get("RANK", "0") != "0" or os.environ.get("LOCAL_RANK", "0") != "0":
+        ranks = [os.environ.get(k, "0") for k in ("RANK", "LOCAL_RANK", "NODE_RANK", "SLURM_PROCID")]  # rank 0 writes
+        if not config.get("report", True) or any(r != "0" for r in ranks):
             return
         run_dir = Path(str(config.hydra.runtime.output_dir))
         try:

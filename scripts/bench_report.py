@@ -6,7 +6,7 @@ imported what a finished run has imported (torch, Lightning, Hydra, matplotlib, 
 
 Prints the first call (the report's own imports included: what a run pays) and the median of the next --repeats, each
 as wall and CPU time of the process (on a machine other jobs load, wall time grows with the load; CPU time is what the
-call costs), the page's size, and whether the first call is within the budget of 0.3 s (exit 1 if not).
+call costs), the page's size, and whether the first call's CPU time is within the budget of 0.3 s (exit 1 if not).
 tests/test_report.py checks the size of the report of a real `python train.py` (under 1 MB); this script its time.
 """
 
@@ -64,11 +64,11 @@ def main() -> None:
             sys.exit(f"bench_report: writing the report failed: {r.stderr[-2000:]}")
         *times, size = r.stdout.split()[-5:]
     first, first_cpu, again, again_cpu = map(float, times)
-    ok = min(first, first_cpu) <= BUDGET_S
+    ok = first_cpu <= BUDGET_S  # what the call costs; the wall time on a loaded machine is the load's
     print(f"report.html of an XOR run ({int(size) / 1e3:.0f} kB): first call {first * 1e3:.0f} ms wall, "
           f"{first_cpu * 1e3:.0f} ms CPU (its imports included), then median {again * 1e3:.0f} ms wall, "
           f"{again_cpu * 1e3:.0f} ms CPU over {args.repeats}; load average {os.getloadavg()[0]:.1f} on "
-          f"{os.cpu_count()} cores; budget {BUDGET_S * 1e3:.0f} ms: {'within' if ok else 'OVER'}")
+          f"{os.cpu_count()} cores; budget {BUDGET_S * 1e3:.0f} ms (first call, CPU): {'within' if ok else 'OVER'}")
     sys.exit(0 if ok else 1)
 
 

@@ -161,3 +161,16 @@ def test_report_must_be_a_bool_and_debug_fast_writes_none(tmp_path):
     assert r.returncode == 0, r.stderr[-2000:]
     assert (tmp_path / "fast" / "result.json").is_file() and not (tmp_path / "fast" / "report.html").exists()
     assert "report.html" not in r.stdout
+
+
+def test_bench_report_measures_the_xor_run(made):
+    """scripts/bench_report.py runs on the XOR run's dir (its verdict is the benchmark's business, not this test's)."""
+    import subprocess
+    import sys
+
+    root = Path(__file__).resolve().parents[1]
+    env = {**os.environ, "PYTHONPATH": str(root / "src")}
+    r = subprocess.run([sys.executable, str(root / "scripts" / "bench_report.py"), "--repeats", "1", "--run-dir",
+                        str(_run_dir(made[1]["xor"]))], env=env, capture_output=True, text=True, timeout=300)
+    assert r.returncode in (0, 1) and "report.html of an XOR run" in r.stdout, r.stdout + r.stderr[-2000:]
+    assert re.search(r"first call \d+ ms wall, \d+ ms CPU", r.stdout), r.stdout

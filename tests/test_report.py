@@ -174,3 +174,12 @@ def test_bench_report_measures_the_xor_run(made):
                         str(_run_dir(made[1]["xor"]))], env=env, capture_output=True, text=True, timeout=300)
     assert r.returncode in (0, 1) and "report.html of an XOR run" in r.stdout, r.stdout + r.stderr[-2000:]
     assert re.search(r"first call \d+ ms wall, \d+ ms CPU", r.stdout), r.stdout
+
+
+def test_dlf_compare_on_a_run_dir_keeps_the_runs_own_report(made):
+    from dlf.tools.compare import summarize
+
+    run = _run_dir(made[1]["csv"])
+    before = (run / "report.html").read_bytes()
+    summarize(run)
+    assert (run / "report.html").read_bytes() == before and (run / "sweep.md").is_file()

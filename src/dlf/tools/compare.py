@@ -257,7 +257,7 @@ def summarize(root: Path, out: Path | None = None, figure: bool = True, report: 
     (out / "sweep.md").write_text(markdown(runs, png.name if drew else None, common, settings, root))
     write_csv(runs, settings, out / "sweep.csv")
     paths = [out / "sweep.md", out / "sweep.csv"] + ([png] if drew else [])
-    if report:
+    if report and out.resolve() not in {r.dir.resolve() for r in runs}:  # a run dir keeps its own report.html
         paths.append(html_report(out, runs, settings, png if drew else None, root))
     return Report(out, runs, paths)
 

@@ -18,6 +18,7 @@ import socket
 import subprocess
 import sys
 import time
+from html import unescape
 from html.parser import HTMLParser
 from pathlib import Path
 
@@ -138,14 +139,23 @@ def test_every_chapter_family_and_api_page_is_built(site):
     for nb in sorted((ROOT / "notebooks").glob("*.ipynb")):
         page = (site / "notebooks" / nb.stem / "index.html").read_text(encoding="utf-8")
         assert "data:image/png;base64," in page, f"{nb.name}: its stored figures are not on its page"
-    for name in ["cnn", "gan", "sequence", "mlp", "results", "bad_inputs", "using", "sweeps", "resuming", "scaling"]:
+    for name in ["cnn", "gan", "sequence", "mlp", "results", "bad_inputs", "using", "sweeps", "resuming", "scaling",
+                 "testing", "notebooks", "zoo"]:
         assert (site / name / "index.html").is_file(), name
     api = (site / "api" / "index.html").read_text(encoding="utf-8")
     for name in ["load_run", "load_system", "dlf.systems", "dlf.nets", "dlf.data", "dlf.callbacks", "dlf.run.cli"]:
         assert name in api, name
-    # README's sections arrive whole (its marker comments are gone), their docs/ links made relative to the site
+    # the guide's pages hold what the README links to; README's two commands arrive whole on the home page (its marker
+    # comments gone, its docs/ links made relative to the site)
     sweeps = (site / "sweeps" / "index.html").read_text(encoding="utf-8")
-    assert "hparams_search" in sweeps and "8&lt;--" not in sweeps and "--8<--" not in sweeps
+    assert "hparams_search" in sweeps and "Resuming a killed sweep" in sweeps
+    home = (site / "index.html").read_text(encoding="utf-8")
+    text = unescape(re.sub(r"<[^>]+>", "", home))
+    assert "python3 -m venv .venv && .venv/bin/pip install -e . && .venv/bin/python train.py" in text  # the two commands
+    assert 'href="using/#installing-without-a-gpu"' in home and 'src="figures/optimizers_sweep.png"' in home
+    for page in site.rglob("*.html"):
+        text = page.read_text(encoding="utf-8")
+        assert "8&lt;--" not in text and "--8<--" not in text, page
 
 
 def test_equation_pages_show_the_source_as_it_is_now(site):

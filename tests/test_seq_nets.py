@@ -79,6 +79,32 @@ def test_forget_bias_and_random_state():
     assert torch.all(s.b_f[0] == -1.0)
 
 
+@pytest.mark.parametrize("cls", [TorchLSTM, ScratchLSTM])
+def test_chrono_start_biases(cls):
+    """Chrono (Tallec & Ollivier 2018): b_f ~ log U(1, t_max - 1) per unit, b_i = -b_f; the twins still agree."""
+    torch.manual_seed(0)
+    net = cls(2, 256, forget_bias="chrono", t_max=200)
+    if cls is TorchLSTM:
+        b = net.lstm.bias_ih_l0 + net.lstm.bias_hh_l0
+        b_i, b_f = b[:256], b[256:512]
+    else:
+        b_i, b_f = net.b_i[0], net.b_f[0]
+    assert b_f.min() >= 0 and b_f.max() <= torch.log(torch.tensor(199.0)) + 1e-6
+    assert b_f.std() > 0.5 and b_f.max() > 4.5          # a spread of time scales, up to ~exp(5.3) = 199 steps
+    torch.testing.assert_close(b_i, -b_f)
+    if cls is TorchLSTM:
+        twin = ScratchLSTM(2, 256, forget_bias="chrono", t_max=200).load_torch(net)
+        x = torch.randn(3, 9, 2)
+        torch.testing.assert_close(twin(x)[0], net(x)[0], atol=1e-5, rtol=1e-5)
+
+
+@pytest.mark.parametrize("bad", [{"forget_bias": "chronos"}, {"forget_bias": "chrono", "t_max": 2},
+                                 {"forget_bias": True}])
+def test_bad_forget_bias_is_one_line(bad):
+    with pytest.raises(DlfError, match="model.net.(forget_bias|t_max)="):
+        build_lstm(2, **bad)
+
+
 def test_gate_trace_same_for_both_impls():
     t, s = _pair("lstm", 2, 4, 1, False, "zeros")
     x = torch.randn(5, 6, 2, dtype=torch.float64)

@@ -11,7 +11,9 @@
 * ScratchLSTM: the equations above in a loop over time (the layer/direction loop is dlf.nets.rnn.ScratchRecurrent).
 
 forget_bias sets b_f at start (1.0 by default, Gers et al. 2000 / Jozefowicz et al. 2015): the forget gate starts
-mostly open, so the cell state and its gradient survive many steps from the first update.
+mostly open, so the cell state and its gradient survive many steps from the first update. forget_bias=chrono is
+Tallec & Ollivier's (2018) chrono initialisation for dependencies up to t_max steps: each unit's b_f ~ log U(1, t_max - 1)
+and b_i = -b_f, so unit j starts by keeping its cell state for about exp(b_f) steps (a spread of time scales up to t_max).
 """
 
 from __future__ import annotations
@@ -26,28 +28,44 @@ GATES = ("f", "i", "C", "o")
 TORCH_ORDER = {"i": 0, "f": 1, "C": 2, "o": 3}  # nn.LSTM stacks its gate rows as i, f, g (= C̃), o
 
 
-def _check_forget_bias(forget_bias):
-    require(isinstance(forget_bias, (int, float)) and not isinstance(forget_bias, bool),
-            f"model.net.forget_bias={forget_bias!r} must be a number, e.g. 1.0")
+def _check_forget_bias(forget_bias, t_max):
+    require(forget_bias == "chrono" or isinstance(forget_bias, (int, float)) and not isinstance(forget_bias, bool),
+            f"model.net.forget_bias={forget_bias!r} must be a number (e.g. 1.0) or chrono")
+    require(isinstance(t_max, int) and not isinstance(t_max, bool) and t_max >= 3,
+            f"model.net.t_max={t_max!r} must be an integer >= 3 (the longest dependency chrono sets time scales for)")
+
+
+def _start_biases(forget_bias, t_max: int, H: int) -> tuple[torch.Tensor, torch.Tensor | None]:
+    """(b_f, b_i) at start; b_i None keeps the drawn one. chrono: b_f ~ log U(1, t_max - 1), b_i = -b_f."""
+    if forget_bias != "chrono":
+        return torch.full((H,), float(forget_bias)), None
+    b_f = torch.log(torch.empty(H).uniform_(1, t_max - 1))  # b_f = log U(1, T_max - 1)
+    return b_f, -b_f                                         # b_i = -b_f
 
 
 class TorchLSTM(Recurrent):
     N_STATES = 2
 
     def __init__(self, in_features: int, hidden_size: int = 128, num_layers: int = 1, dropout: float = 0.0,
-                 bidirectional: bool = False, init_state: str = "zeros", forget_bias: float = 1.0):
-        _check_forget_bias(forget_bias)
+                 bidirectional: bool = False, init_state: str = "zeros", forget_bias: float | str = 1.0,
+                 t_max: int = 100):
+        _check_forget_bias(forget_bias, t_max)
         super().__init__(in_features, hidden_size, num_layers, dropout, bidirectional, init_state)
-        self.forget_bias = float(forget_bias)
+        self.forget_bias, self.t_max = forget_bias if forget_bias == "chrono" else float(forget_bias), t_max
         self.lstm = nn.LSTM(in_features, hidden_size, num_layers, batch_first=True,
                             dropout=self.dropout if num_layers > 1 else 0.0, bidirectional=self.bidirectional)
-        H, f = hidden_size, TORCH_ORDER["f"]
+        H, f, i = hidden_size, TORCH_ORDER["f"], TORCH_ORDER["i"]
         with torch.no_grad():
             for name, p in self.lstm.named_parameters():
                 if name.startswith("bias_ih"):
-                    p[f * H:(f + 1) * H].fill_(self.forget_bias)  # b_f = forget_bias ...
+                    b_f, b_i = _start_biases(self.forget_bias, t_max, H)
+                    p[f * H:(f + 1) * H].copy_(b_f)               # b_f = forget_bias ...
+                    if b_i is not None:
+                        p[i * H:(i + 1) * H].copy_(b_i)
                 elif name.startswith("bias_hh"):
                     p[f * H:(f + 1) * H].zero_()                  # ... (nn.LSTM adds b_hh to b_ih)
+                    if self.forget_bias == "chrono":
+                        p[i * H:(i + 1) * H].zero_()
 
     def forward(self, x: torch.Tensor, state=None):
         return self.lstm(x, self.initial_state(x) if state is None else state)
@@ -59,10 +77,11 @@ class ScratchLSTM(ScratchRecurrent):
     N_STATES = 2
 
     def __init__(self, in_features: int, hidden_size: int = 128, num_layers: int = 1, dropout: float = 0.0,
-                 bidirectional: bool = False, init_state: str = "zeros", forget_bias: float = 1.0):
-        _check_forget_bias(forget_bias)
+                 bidirectional: bool = False, init_state: str = "zeros", forget_bias: float | str = 1.0,
+                 t_max: int = 100):
+        _check_forget_bias(forget_bias, t_max)
         super().__init__(in_features, hidden_size, num_layers, dropout, bidirectional, init_state)
-        self.forget_bias = float(forget_bias)
+        self.forget_bias, self.t_max = forget_bias if forget_bias == "chrono" else float(forget_bias), t_max
         ks = range(num_layers * self.dirs)
         H = hidden_size
         for g in GATES:
@@ -70,8 +89,11 @@ class ScratchLSTM(ScratchRecurrent):
                                                             for k in ks))
             self.register_module(f"b_{g}", nn.ParameterList(self._uniform(H) for _ in ks))
         with torch.no_grad():
-            for b in self.b_f:
-                b.fill_(self.forget_bias)
+            for b_f, b_i in zip(self.b_f, self.b_i):
+                start_f, start_i = _start_biases(self.forget_bias, t_max, H)
+                b_f.copy_(start_f)
+                if start_i is not None:
+                    b_i.copy_(start_i)
         self.trace: list | None = None  # set to a list to record (f, i, o) at every step (gate-activity figures)
 
     def cell(self, x_t, s, k):
@@ -120,7 +142,7 @@ def scratch_twin(net: Recurrent) -> ScratchLSTM:
     if isinstance(net, ScratchLSTM):
         return net
     twin = ScratchLSTM(net.in_features, net.hidden_size, net.num_layers, net.dropout, net.bidirectional,
-                       net.init_state, net.forget_bias)
+                       net.init_state, net.forget_bias, net.t_max)
     return twin.to(next(net.parameters())).load_torch(net)
 
 
@@ -142,8 +164,8 @@ def gate_trace(net: Recurrent, x: torch.Tensor) -> torch.Tensor:
 
 def build_lstm(in_features: int, impl: str = "torch", hidden_size: int = 128, num_layers: int = 1,
                dropout: float = 0.0, bidirectional: bool = False, init_state: str = "zeros",
-               forget_bias: float = 1.0) -> Recurrent:
+               forget_bias: float | str = 1.0, t_max: int = 100) -> Recurrent:
     """The LSTM the config asks for: impl=torch (nn.LSTM) or impl=scratch (the gate equations in a loop)."""
     check_options(in_features, hidden_size, num_layers, dropout, init_state, impl)
     cls = TorchLSTM if impl == "torch" else ScratchLSTM
-    return cls(in_features, hidden_size, num_layers, dropout, bidirectional, init_state, forget_bias)
+    return cls(in_features, hidden_size, num_layers, dropout, bidirectional, init_state, forget_bias, t_max)

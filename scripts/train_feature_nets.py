@@ -2,6 +2,7 @@
 
     python scripts/train_feature_nets.py                  # both: fashion_mnist (d = 64) and digits (d = 16)
     python scripts/train_feature_nets.py digits           # one
+    python scripts/train_feature_nets.py digits --out /tmp/nets   # elsewhere (the test checks the sha256 this way)
 
 Each is dlf.metrics.frechet.FeatureNet trained as a classifier (Adam, lr 1e-3, batches of 128, seed 0, one thread) on
 the data module's training split only (Fashion-MNIST: the 54,000 images data=fashion_mnist trains on; digits: the
@@ -42,7 +43,7 @@ def datamodule(data: str):
     return pixels(dm.train[0]), dm.train[1], pixels(dm.test[0]), dm.test[1], dm.facts
 
 
-def train(data: str) -> dict:
+def train(data: str, out: Path | None = None) -> dict:
     from dlf.metrics.frechet import DIMS, FeatureNet, name, store_dir
 
     torch.manual_seed(SEED)
@@ -63,7 +64,7 @@ def train(data: str) -> dict:
     net.eval()
     with torch.no_grad():
         acc = float((torch.cat([net.logits(b).argmax(1) for b in xt.split(1000)]) == yt).float().mean())
-    out = store_dir()
+    out = out or store_dir()
     out.mkdir(parents=True, exist_ok=True)
     path = out / f"{data}.pt"
     torch.save(net.state_dict(), path)
@@ -80,10 +81,12 @@ def train(data: str) -> dict:
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("data", nargs="*", choices=[*EPOCHS, []], help="fashion_mnist, digits (default: both)")
+    ap.add_argument("--out", type=Path, default=None, help="folder to write to (default: the package's, "
+                    "src/dlf/metrics/feature_nets)")
     a = ap.parse_args(argv)
     torch.set_num_threads(int(os.environ.get("OMP_NUM_THREADS", "1")))
     for data in a.data or list(EPOCHS):
-        train(data)
+        train(data, a.out)
     return 0
 
 

@@ -125,3 +125,15 @@ def test_a_dcgan_run_logs_the_distance_between_floor_and_ceiling(tmp_path, run_c
     line = next(ln for ln in g.stdout.splitlines() if ln.startswith("FD-dlf-digits-16"))
     assert "for 360 samples against 360 test images" in line and f"floor {floor:.4g}" in line, line
     assert f"ceiling {noise:.4g}" in line, line
+
+
+def test_a_run_with_a_damaged_feature_net_stops_before_training_in_one_line(nets, tmp_path, make_cfg):
+    """The net is loaded (and its sha256 checked) when the GAN is set up, not at the first validation an epoch later."""
+    from dlf.run.train import run
+
+    path = nets / "digits.pt"
+    path.write_bytes(path.read_bytes()[:-100])
+    with pytest.raises(DlfError, match=r"FD-dlf-digits-16, .*digits.pt, is damaged") as e:
+        run(make_cfg(["model=dcgan", "logger=none"], tmp_path))
+    assert "\n" not in str(e.value)
+    assert not list(tmp_path.rglob("*.ckpt")), "it trained before it checked"

@@ -95,7 +95,7 @@ class GANSystem(System):
         self.register_buffer("fixed_z", self.sample_z(n_eval, gen), persistent=False)
         self.register_buffer("test_z", self.sample_z(n_eval, gen), persistent=False)
         self._scorer: list = []          # the image classifier, kept out of state_dict and parameters()
-        self._frechet: dict = {}         # split -> dlf.metrics.frechet.Frechet (its reference features), built once
+        self._frechet: dict = {}         # "net": the feature net; split -> its Frechet (reference features), built once
         self.last_samples: torch.Tensor | None = None
 
     # ---- sampling ---------------------------------------------------------------------------------------------
@@ -225,6 +225,10 @@ class GANSystem(System):
     def setup(self, stage: str) -> None:
         trainer = internals.attached_trainer(self)
         dm = getattr(trainer, "datamodule", None)
+        if self.has_frechet() and not self._frechet:  # a missing or damaged feature net: one line before training
+            from dlf.metrics import frechet
+
+            self._frechet["net"] = frechet.load(self.facts.name)
         if self._scorer or self.centres is not None or self.facts.target != "classes" or dm is None:
             return
         from dlf.metrics.classifier import load_or_train
@@ -261,7 +265,9 @@ class GANSystem(System):
 
             images = getattr(dm, split)[0]
             n = min(len(self.fixed_z), len(images))
-            self._frechet[split] = frechet.Frechet(frechet.load(self.facts.name), self.to_pixels(images[:n]).cpu())
+            if "net" not in self._frechet:
+                self._frechet["net"] = frechet.load(self.facts.name)
+            self._frechet[split] = frechet.Frechet(self._frechet["net"], self.to_pixels(images[:n]).cpu())
         return self._frechet[split]
 
     def frechet_stats(self, samples: torch.Tensor, dm, split: str) -> dict[str, float]:

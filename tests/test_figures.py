@@ -159,3 +159,22 @@ def test_cnn_figures_through_the_front_door(tmp_path, run_cli):
     assert {"cnn/feature_maps/block0", "cnn/kernels/block0", "cnn/confusion/test"} <= tags
     conf = acc.Images("cnn/confusion/test")[-1]
     assert conf.width >= 700 and conf.height >= 700
+
+
+def test_gan_sample_grid_png_is_titled(tmp_path, make_cfg, monkeypatch):
+    """The DCGAN's sample grids in plots/ carry the caption (model, data, step) and the epoch's scores as titles;
+    TensorBoard keeps the raw grid (samples/grid), whose tag and step say the same."""
+    from dlf.run.train import run
+
+    seen = []
+    real = figures.render
+    monkeypatch.setattr(figures, "render", lambda fig, *a, **k: (
+        seen.append((fig.get_suptitle(), [ax.get_title() for ax in fig.axes])), real(fig, *a, **k))[1])
+    cfg = make_cfg(["model=dcgan", "callbacks.gan_samples.png_every=1"], tmp_path)
+    run(cfg)
+    assert (tmp_path / "plots" / "samples_final.png").is_file()
+    grids = [(sup, titles) for sup, titles in seen if any(t.startswith(("epoch", "after")) for t in titles)]
+    assert grids, seen
+    for sup, titles in grids:
+        assert "data=digits" in sup and "step" in sup, sup
+    assert any("modes" in t and "val/fd" in t for _, titles in grids for t in titles), grids

@@ -73,7 +73,8 @@ def render(fig, dpi: int = DPI) -> np.ndarray:
     return np.asarray(fig.canvas.buffer_rgba())[..., :3].copy()
 
 
-def publish(trainer: L.Trainer, tag: str, fig, png_name: str | None = None, step: int | None = None) -> Path | None:
+def publish(trainer: L.Trainer, tag: str, fig, png_name: str | None = None, step: int | None = None,
+            to_tensorboard: bool = True) -> Path | None:
     """Log `fig` under `tag` to TensorBoard (if used) and write <run dir>/plots/<png_name>; closes the figure.
     The figure is drawn once and the same pixels go to both (savefig and TensorBoard's add_figure would draw it
     three times: savefig's tight bounding box measures with a draw of its own). A figure without a suptitle gets the
@@ -82,7 +83,7 @@ def publish(trainer: L.Trainer, tag: str, fig, png_name: str | None = None, step
     if fig.get_suptitle() == "":
         titled(fig, trainer, step)
     path = None
-    tb = tensorboard(trainer)
+    tb = tensorboard(trainer) if to_tensorboard else None
     want_png = bool(png_name) and trainer.is_global_zero
     if want_png or tb is not None:
         image = render(fig)

@@ -36,6 +36,9 @@ FAMILIES = ("xor", "mnist1d", "adding", "adding1997", "text", "digits", "gan_rin
 SHORT = ["trainer.max_epochs=1", "trainer.limit_train_batches=3", "trainer.limit_val_batches=2"]  # --quick budgets
 SEQ = ["trainer.max_time=null"]  # a fixed budget: steps, not a wall clock that depends on the machine's load
 PUB_1D = "MNIST-1D paper: "
+# The image GANs' Fréchet distance in dlf's feature nets (dlf.metrics.frechet), its floor (N real training images) and
+# its ceiling (N images of uniform noise), all against the same N test images
+FD = [("test/fd", "g"), ("test/fd_floor", "g"), ("test/fd_noise", "g")]
 
 
 @dataclass
@@ -87,6 +90,10 @@ ROWS = [
         [("test/acc", "pct")],
         [("test/acc", ">=", 0.97)], "≥ 97%", PUB_1D + "GRU 91%, human 96%"),
     *[_adding(net, t) for t in (50, 100, 200) for net in ("rnn", "lstm")],
+    Row("adding_lstm_T400", "adding", "adding problem, LSTM, T = 400 (5,000 steps, one seed)",
+        ["experiment=lstm_adding", "data.seq_len=400", "trainer.max_steps=5000", *SEQ], [("test/mse", "g")],
+        published="baseline (always 1) 0.167", seeds=1,
+        quick=["trainer.max_steps=20", "trainer.val_check_interval=10", "trainer.limit_val_batches=2"]),
     _adding_1997(100, "1997 paper (Table 7; online, 93 weights): success after 74,000 sequences"),
     _adding_1997(500, "1997 paper (Table 7): success after 209,000 sequences", seeds=1,
                  extra=("data.n_train=20000",)),  # 20,000 x 550 steps x 2 floats: 88 MB (100,000: 440 MB)
@@ -111,7 +118,10 @@ ROWS = [
         "PacGAN: vanilla GAN 17.3/25, PacGAN4 24.8/25 modes",
         quick=["trainer.max_epochs=1", "trainer.limit_train_batches=20"]),
     Row("dcgan_digits", "dcgan", "DCGAN, 8x8 digits (model=dcgan)", ["model=dcgan"],
-        [("test/modes", "modes10"), ("test/high_quality", "%")], published="—"),
+        [("test/modes", "modes10"), ("test/high_quality", "%"), *FD], published="—"),
+    Row("dcgan_fashion", "dcgan", "DCGAN, Fashion-MNIST (experiment=dcgan_fashion)", ["experiment=dcgan_fashion"],
+        [("test/modes", "modes10"), ("test/high_quality", "%"), *FD], published="—",
+        quick=["trainer.max_epochs=1", "trainer.limit_train_batches=20", "trainer.limit_val_batches=2"]),
 ]
 COURSE = [(0.01, 10_000), (0.01, 100_000), (0.1, 10_000), (0.5, 10_000), (1.0, 10_000), (2.0, 10_000)]
 
@@ -270,6 +280,21 @@ def short_table(rows: list[dict]) -> str:
     return "\n".join(lines) + "\n"
 
 
+def feature_nets() -> list[str]:
+    """A paragraph on the feature nets of the DCGAN rows' Fréchet distance, from their cards (name, sha256, accuracy)."""
+    cards = sorted((ROOT / "src" / "dlf" / "metrics" / "feature_nets").glob("*.json"))
+    if not cards:
+        return []
+    nets = [json.loads(c.read_text()) for c in cards]
+    return ["The DCGAN rows' *fd* is a Fréchet distance between N samples and N test images in the features of a "
+            "classifier dlf ships (docs/gan.md; not Inception's FID, and comparable only within one dataset and N), "
+            "beside its floor *fd_floor* (N real training images against the same N test images) and its ceiling "
+            "*fd_noise* (N images of uniform noise); N = min(model.n_eval, test images): 360 for the digits, 2,500 "
+            "for Fashion-MNIST. The feature nets, written by scripts/train_feature_nets.py (seed 0): "
+            + "; ".join(f"{n['name']} ({n['train_images']:,} training images, test accuracy "
+                        f"{100 * n['test_acc']:.1f}%, sha256 {n['sha256']})" for n in nets) + ".", ""]
+
+
 def markdown(rows: list[dict]) -> str:
     cell = lambda s: str(s).replace("|", "\\|")  # noqa: E731
     lines = ["# dlf's results, reproduced", "",
@@ -279,7 +304,7 @@ def markdown(rows: list[dict]) -> str:
              "mean per run (wall times depend on what else the machine was running; the metrics do not). The XOR course "
              "rows are a batched plain loop over seeds 0-19 (the course table's script). Published numbers: the "
              "MNIST-1D paper (Greydanus 2020), the adding problem's always-1 baseline, PacGAN (Lin et al. 2018), "
-             "scikit-learn's SVC on its digits. Do not edit: rerun the script.", "",
+             "scikit-learn's SVC on its digits. Do not edit: rerun the script.", "", *feature_nets(),
              "| experiment | result (mean ± std) | seeds | target | met | published | steps | wall (mean per run) "
              "| command |", "|---|---|---|---|---|---|---|---|---|"]
     for r in rows:

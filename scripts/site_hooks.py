@@ -7,8 +7,10 @@
 - `{{ source("dlf.nets.mlp._Backprop.backward") }}` on a line of its own is replaced by that function's (or class's)
   source, read from this checkout's src/ at build time, so a page cannot drift from the code; `{{ source("tests/x.py::name")
   }}` does the same for a test. An unknown name fails the build.
-- README.md's sections arrive through pymdownx.snippets; their links are relative to the repository root (`docs/gan.md`),
-  so a Markdown preprocessor run after the snippets makes them relative to docs/ (`gan.md`).
+- The few blocks of README.md that a page shows too (the two commands on the home page, the generated config-groups table
+  on docs/using.md) arrive through pymdownx.snippets, written once in the README; their links are relative to the
+  repository root (`docs/scaling.md`), so a Markdown preprocessor run after the snippets makes them relative to docs/.
+  Everything else lives in docs/ (the README is the short guide that links to it).
 """
 
 from __future__ import annotations
@@ -28,12 +30,9 @@ from mkdocs.structure.files import File
 ROOT = Path(__file__).resolve().parents[1]
 MATHJAX_PLACEHOLDER = "dlf-site-mathjax"
 _SOURCE = re.compile(r'^([ \t]*)\{\{ source\("([^"]+)"\) \}\}$', re.M)
-# repository-root links of README's sections -> docs/-relative (the pages that include them sit in docs/)
+# repository-root links of README's blocks -> docs/-relative (the pages that include them sit in docs/)
 _LINKS = [(re.compile(r"\]\(docs/"), "]("), (re.compile(r"\]\(\.\./README\.md\)"), "](index.md)"),
-          *((re.compile(rf"\]\(#{a}\)"), f"]({p})") for a, p in [  # README's own sections that are pages here
-              ("two-commands", "index.md#two-commands"), ("using-it", "using.md"), ("sweeps", "sweeps.md"),
-              ("resuming-checkpoints-and-bad-input", "resuming.md"), ("scaling-out", "scaling.md"),
-              ("the-mlp-and-xor-modelmlp_xor-modelmlp", "mlp.md")])]
+          (re.compile(r"\]\(#two-commands\)"), "](index.md#two-commands)")]
 
 
 def notebook_files(config, root: Path = ROOT) -> list[File]:

@@ -133,6 +133,7 @@ def test_scratch_net_equals_torch_net(dims, in_shape, blocks):
     ((1, 8, 8), [dict(filters=4, stride=0)], ["blocks[0].stride=0", "no output"]),
     ((1, 4, 4), [dict(filters=4, pool="max", pool_size=5)], ["blocks[0]", "window 5x5", "input 4x4"]),
     ((1, 8, 8), [dict(filters=4, padding="same")], ["blocks[0].padding='same'"]),
+    ((1, 8, 8), [dict(filters=4), dict(filters=4, norm="layer")], ["blocks[1].norm='layer'", "batch"]),
 ])
 def test_bad_sizes_fail_in_one_line(in_shape, blocks, words):
     with pytest.raises(DlfError) as e:
@@ -143,9 +144,63 @@ def test_bad_sizes_fail_in_one_line(in_shape, blocks, words):
         assert w in msg, msg
 
 
+@pytest.mark.parametrize("dims,in_shape", [(2, (1, 8, 8)), (1, (2, 12))])
+def test_batch_norm_block(dims, in_shape):
+    """norm: batch puts batch norm between the conv and the activation: in training mode each feature map leaves it
+    with mean 0 and std 1 over the batch (and positions), its running statistics are in the state_dict, the summary
+    names it; norm: none (the default) builds no norm layer and leaves the parameter names unchanged."""
+    torch.manual_seed(0)
+    blocks = [dict(filters=5, norm="batch", pool="max"), dict(filters=3)]
+    net = build_cnn(in_shape, 4, dims=dims, blocks=blocks, hidden=[6]).train()
+    x = torch.randn(16, *in_shape) * 3 + 2
+    z = net.blocks[0].norm(net.blocks[0].conv(x))
+    axes = (0, 2) if dims == 1 else (0, 2, 3)
+    torch.testing.assert_close(z.mean(axes), torch.zeros(5), atol=1e-5, rtol=0)
+    torch.testing.assert_close(z.std(axes, unbiased=False), torch.ones(5), atol=1e-3, rtol=0)
+    assert "blocks.0.norm.running_mean" in net.state_dict() and "blocks.1.norm.running_mean" not in net.state_dict()
+    assert "blocks.0.norm" in net.summary() and "blocks.1.norm" not in net.summary()
+    assert net(x).shape == (16, 4) and len(net.features(x)) == 2
+    plain = build_cnn(in_shape, 4, dims=dims, blocks=[dict(filters=5, pool="max"), dict(filters=3, norm="none")])
+    assert not any(".norm." in k for k in plain.state_dict())
+
+
+def test_scratch_refuses_batch_norm():
+    with pytest.raises(DlfError) as e:
+        build_cnn((1, 8, 8), 10, "scratch", blocks=[dict(filters=4), dict(filters=4, norm="batch")])
+    msg = str(e.value)
+    assert "\n" not in msg and "blocks[1]" in msg and "impl=scratch" in msg and "norm" in msg, msg
+
+
+def test_flip_mirrors_a_random_half(make_cfg, tmp_path):
+    """model.augment_flip: each training image is either itself or its left-right mirror, both occur."""
+    from dlf.systems.cnn import CNNSystem
+
+    sys_ = CNNSystem.__new__(CNNSystem)
+    torch.manual_seed(0)
+    x = torch.arange(64 * 2 * 3 * 4, dtype=torch.float32).view(64, 2, 3, 4)
+    y = CNNSystem.flip(sys_, x)
+    same = (y == x).flatten(1).all(1)
+    mirrored = (y == x.flip(-1)).flatten(1).all(1)
+    assert bool((same | mirrored).all()) and 16 < int(mirrored.sum()) < 48
+
+
+@pytest.mark.parametrize("args,words", [
+    (["model=cnn", "model.net.impl=scratch", "model.net.blocks.0.norm=batch"], ["blocks[0]", "impl=scratch", "norm"]),
+    (["model=cnn1d", "+model.augment_flip=true"], ["augment_flip", "data=mnist1d"]),
+])
+def test_cli_norm_and_flip_refusals_one_line(args, words, tmp_path, run_cli, root):
+    r = run_cli([*args, "debug=fast"], cwd=tmp_path, timeout=120, env={"PYTHONPATH": str(root / "src")})
+    assert r.returncode != 0
+    err = [ln for ln in r.stderr.strip().splitlines() if ln.startswith("dlf: error:")]
+    assert len(err) == 1 and "Traceback" not in r.stderr, r.stderr[-2000:]
+    for w in words:
+        assert w in err[0], err[0]
+
+
 @pytest.mark.parametrize("overrides", [
     ["model=cnn"], ["model=cnn", "model.net.impl=scratch"], ["model=cnn", "optimizer=sgd"],
     ["model=cnn1d"], ["model=cnn1d", "model.net.impl=scratch", "optimizer=rmsprop"], ["experiment=cnn1d_mnist1d"],
+    ["model=cnn", "model.augment_flip=true", "model.net.blocks.1.norm=batch"],
 ])
 def test_smoke_runs(overrides, tmp_path, make_cfg):
     from dlf.run.train import run

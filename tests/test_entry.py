@@ -254,7 +254,7 @@ def test_monitor_naming_no_logged_metric_fails_before_training(tmp_path, capsys)
     assert res["status"] == "failed" and res["steps"] == 0, res  # today's check fires after a whole training epoch
 
 
-@pytest.mark.parametrize("model", ["mlp_xor", "rnn", "gan"])
+@pytest.mark.parametrize("model", ["mlp_xor", "rnn", "gan", "dcgan"])  # dcgan: digits, with the Fréchet distance
 def test_declared_metric_names_are_the_logged_ones(model, tmp_path, monkeypatch):
     """A system's metric_names() holds every metric a run logs, and its config's default monitor."""
     from dlf.run.train import run

@@ -279,11 +279,11 @@ def test_inputs_of_another_shape_are_one_line(runs):
 
 
 def test_readme_s_loading_example_runs(runs):
-    """README's "Loading a trained model" code, executed as written with its run dir filled in."""
-    text = (ROOT / "README.md").read_text()
+    """The guide's "Loading a trained model" code (docs/using.md), executed as written with its run dir filled in."""
+    text = (ROOT / "docs" / "using.md").read_text()
     section = text[text.index("## Loading a trained model"):]
     code = re.search(r"```python\n(.*?)```", section, re.S).group(1)
     assert "<run>" in code
     scope: dict = {}
-    exec(code.replace("logs/cnn/runs/<run>", str(runs("cnn"))), scope)  # noqa: S102 - the README's own lines
+    exec(code.replace("logs/cnn/runs/<run>", str(runs("cnn"))), scope)  # noqa: S102 - the page's own lines
     assert len(scope["classes"]) == 10

@@ -306,7 +306,7 @@ def test_without_packages_hides_them(tmp_path):
 
 
 PLUGIN = 'is a Hydra plugin ({}) that is not installed in this Python: pip install -e ".[sweep]" (the sweeper and ' \
-         "launchers of the README's Sweeps)"
+         "launchers of docs/sweeps.md)"
 MISSING = [
     (["logger=mlflow"], "mlflow",
      'logger.mlflow (dlf.tracking.MLFlowLogger) needs the mlflow package, which is not installed in this Python: '

@@ -100,6 +100,7 @@ SCRIPT_BUDGET = {  # script -> flags appended (argparse: the last value wins) or
     "scripts/readme_tables.py": ["--check"],  # check only: the README of this checkout is never rewritten by a test
     "scripts/zoo_docs.py": ["--check"],  # check only: docs/zoo.md is never rewritten by a test
     "scripts/startup.py": ["--runs", "1"],  # one round: the floor and one debug=fast run
+    "scripts/train_feature_nets.py": ["--out", "{tmp}/nets"],  # never over the shipped nets (test_frechet checks them)
 }
 SCRIPT_ENV = {"scripts/bench_all.sh": {"REPEATS": "1", "EXTRA": "--steps 3"}}
 NO_BUDGET_FLAGS = {"--help", "--cfg", "--info", "--hydra-help", "-h"}

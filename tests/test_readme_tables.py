@@ -1,6 +1,6 @@
-"""README.md's lists of config options are made from the config tree by scripts/readme_tables.py (issue 30): the
-README in this checkout is current, and `--check` fails, in one line, when an option is added to or removed from the
-tree without the README following."""
+"""The docs' lists of config options (README.md's config groups, docs/sweeps.md's Optuna searches, docs/using.md's
+optimizers) are made from the config tree by scripts/readme_tables.py (issue 30): the docs in this checkout are
+current, and `--check` fails, in one line, when an option is added to or removed from the tree without them following."""
 
 from __future__ import annotations
 
@@ -21,10 +21,18 @@ def _tables(*args: str) -> subprocess.CompletedProcess:
 
 @pytest.fixture
 def copy(tmp_path) -> tuple[Path, Path]:
-    """A copy of README.md and of the config tree to spoil."""
+    """A copy of README.md, docs/*.md and the config tree to spoil."""
     shutil.copy(ROOT / "README.md", tmp_path / "README.md")
+    (tmp_path / "docs").mkdir()
+    for page in (ROOT / "docs").glob("*.md"):
+        shutil.copy(page, tmp_path / "docs" / page.name)
     shutil.copytree(ROOT / "src" / "dlf" / "configs", tmp_path / "configs")
     return tmp_path / "README.md", tmp_path / "configs"
+
+
+def _on(readme: Path, configs: Path, *args: str) -> subprocess.CompletedProcess:
+    """The script on the copies."""
+    return _tables(*args, "--readme", str(readme), "--docs", str(readme.parent / "docs"), "--configs", str(configs))
 
 
 def test_the_readme_lists_every_option_of_the_config_tree():
@@ -32,37 +40,43 @@ def test_the_readme_lists_every_option_of_the_config_tree():
     assert r.returncode == 0, r.stderr
 
 
-def test_a_new_option_makes_the_readme_stale_until_it_is_regenerated(copy):
+def test_a_new_option_makes_the_docs_stale_until_they_are_regenerated(copy):
     readme, configs = copy
+    using = readme.parent / "docs" / "using.md"
     (configs / "experiment" / "my_setup.yaml").write_text("# @package _global_\n# a new set-up\n")
-    r = _tables("--check", "--readme", str(readme), "--configs", str(configs))
+    r = _on(readme, configs, "--check")
     assert r.returncode == 1
-    assert r.stderr.strip() == ("readme_tables: README.md is stale against the config tree (config groups: experiment): "
-                                "run python scripts/readme_tables.py")
-    before = readme.read_text()
-    r = _tables("--readme", str(readme), "--configs", str(configs))
+    assert r.stderr.strip() == ("readme_tables: docs/using.md is stale against the config tree (config groups: "
+                                "experiment): run python scripts/readme_tables.py")
+    before = using.read_text()
+    r = _on(readme, configs)
     assert r.returncode == 0, r.stderr
-    after = readme.read_text()
+    after = using.read_text()
     assert "`gan_grid`, `dcgan_fashion`, `my_setup` |" in after  # after the listed ones, alphabetically
     changed = [line for line in after.splitlines() if line not in before.splitlines()]
-    assert len(changed) == 1 and changed[0].startswith("| `experiment` |")  # nothing else of the README moved
-    assert _tables("--check", "--readme", str(readme), "--configs", str(configs)).returncode == 0
+    assert len(changed) == 1 and changed[0].startswith("| `experiment` |")  # nothing else of the page moved
+    assert readme.read_text() == (ROOT / "README.md").read_text()  # nor of the README
+    others = [p for p in (ROOT / "docs").glob("*.md") if p.name != "using.md"]
+    assert all((readme.parent / "docs" / p.name).read_text() == p.read_text() for p in others)  # nor of docs/
+    assert _on(readme, configs, "--check").returncode == 0
 
 
 def test_a_removed_option_is_caught_in_the_generated_and_the_checked_tables(copy):
     readme, configs = copy
     (configs / "hparams_search" / "cnn_optuna.yaml").unlink()  # only generated rows name it
-    r = _tables("--check", "--readme", str(readme), "--configs", str(configs))
+    r = _on(readme, configs, "--check")
     assert r.returncode == 1 and "names hparams_search option(s) cnn_optuna that the config tree does not have" in r.stderr
+    assert "`cnn_optuna`" in (readme.parent / "docs" / "sweeps.md").read_text()  # the generated table it sits in
     shutil.copy(ROOT / "src" / "dlf" / "configs" / "hparams_search" / "cnn_optuna.yaml", configs / "hparams_search")
     (configs / "optimizer" / "lion.yaml").write_text("_target_: torch.optim.SGD\n_partial_: true\n")
-    r = _tables("--check", "--readme", str(readme), "--configs", str(configs))
+    r = _on(readme, configs, "--check")
     assert r.returncode == 1 and len(r.stderr.strip().splitlines()) == 1
-    assert "the optimizer table lacks a row for lion: edit those tables by hand" in r.stderr
+    assert "docs/using.md: the optimizer table lacks a row for lion: edit those tables by hand" in r.stderr
 
 
-def test_a_readme_without_the_markers_is_refused(copy):
+def test_docs_without_the_markers_are_refused(copy):
     readme, configs = copy
-    readme.write_text(readme.read_text().replace("<!-- generated by scripts/readme_tables.py: config groups -->\n", ""))
-    r = _tables("--check", "--readme", str(readme), "--configs", str(configs))
+    using = readme.parent / "docs" / "using.md"
+    using.write_text(using.read_text().replace("<!-- generated by scripts/readme_tables.py: config groups -->\n", ""))
+    r = _on(readme, configs, "--check")
     assert r.returncode == 1 and "put the markers back around the config groups table" in r.stderr

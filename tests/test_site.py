@@ -14,18 +14,19 @@ import importlib.util
 import json
 import os
 import re
-import shutil
 import socket
 import subprocess
 import sys
 import time
+from html import unescape
 from html.parser import HTMLParser
 from pathlib import Path
 
 import pytest
+from browser import browser as open_browser
+from browser import free_port, need, severe, state
 
 ROOT = Path(__file__).resolve().parents[1]
-CI = os.environ.get("CI", "").lower() == "true"
 PAGES = {  # screenshot name -> page, and whether it must show typeset equations; then every other chapter, unshot
     "home": ("", True),
     "family": ("cnn/", False),
@@ -38,15 +39,8 @@ PAGES = {  # screenshot name -> page, and whether it must show typeset equations
 }
 
 
-def _need(ok: bool, what: str):
-    if not ok:
-        if CI:
-            pytest.fail(f"{what} (under CI=true this fails, it does not skip)")
-        pytest.skip(what)
-
-
 def _hooks():
-    _need(importlib.util.find_spec("mkdocs") is not None, 'mkdocs is not installed: pip install -e ".[docs]"')
+    need(importlib.util.find_spec("mkdocs") is not None, 'mkdocs is not installed: pip install -e ".[docs]"')
     spec = importlib.util.spec_from_file_location("site_hooks", ROOT / "scripts" / "site_hooks.py")
     mod = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(mod)
@@ -145,14 +139,23 @@ def test_every_chapter_family_and_api_page_is_built(site):
     for nb in sorted((ROOT / "notebooks").glob("*.ipynb")):
         page = (site / "notebooks" / nb.stem / "index.html").read_text(encoding="utf-8")
         assert "data:image/png;base64," in page, f"{nb.name}: its stored figures are not on its page"
-    for name in ["cnn", "gan", "sequence", "mlp", "results", "bad_inputs", "using", "sweeps", "resuming", "scaling"]:
+    for name in ["cnn", "gan", "sequence", "mlp", "results", "bad_inputs", "using", "sweeps", "resuming", "scaling",
+                 "testing", "notebooks", "zoo"]:
         assert (site / name / "index.html").is_file(), name
     api = (site / "api" / "index.html").read_text(encoding="utf-8")
     for name in ["load_run", "load_system", "dlf.systems", "dlf.nets", "dlf.data", "dlf.callbacks", "dlf.run.cli"]:
         assert name in api, name
-    # README's sections arrive whole (its marker comments are gone), their docs/ links made relative to the site
+    # the guide's pages hold what the README links to; README's two commands arrive whole on the home page (its marker
+    # comments gone, its docs/ links made relative to the site)
     sweeps = (site / "sweeps" / "index.html").read_text(encoding="utf-8")
-    assert "hparams_search" in sweeps and "8&lt;--" not in sweeps and "--8<--" not in sweeps
+    assert "hparams_search" in sweeps and "Resuming a killed sweep" in sweeps
+    home = (site / "index.html").read_text(encoding="utf-8")
+    text = unescape(re.sub(r"<[^>]+>", "", home))
+    assert "python3 -m venv .venv && .venv/bin/pip install -e . && .venv/bin/python train.py" in text  # the two commands
+    assert 'href="using/#installing-without-a-gpu"' in home and 'src="figures/optimizers_sweep.png"' in home
+    for page in site.rglob("*.html"):
+        text = page.read_text(encoding="utf-8")
+        assert "8&lt;--" not in text and "--8<--" not in text, page
 
 
 def test_equation_pages_show_the_source_as_it_is_now(site):
@@ -190,15 +193,9 @@ def test_a_notebook_without_outputs_fails_the_build(tmp_path):
 
 # ---------------------------------------------------------------------------------------------------- in a real browser
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 @pytest.fixture
 def served(site):
-    port = _free_port()
+    port = free_port()
     server = subprocess.Popen([sys.executable, "-m", "http.server", str(port), "--bind", "127.0.0.1", "--directory", str(site)],
                               stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     try:
@@ -214,42 +211,12 @@ def served(site):
         server.wait(timeout=10)
 
 
-def _browser():
-    chromium = shutil.which("chromium") or shutil.which("chromium-browser")
-    driver = shutil.which("chromedriver")
-    _need(bool(chromium and driver), "Chromium is missing: apt-get install chromium chromium-driver")
-    _need(importlib.util.find_spec("selenium") is not None, 'selenium is not installed: pip install -e ".[docs]"')
-    from selenium import webdriver
-    from selenium.webdriver.chrome.service import Service
-
-    opts = webdriver.ChromeOptions()
-    opts.binary_location = chromium
-    for arg in ["--headless=new", "--no-sandbox", "--disable-dev-shm-usage", "--disable-gpu", "--window-size=1280,1000",
-                "--host-resolver-rules=MAP * ~NOTFOUND, EXCLUDE 127.0.0.1",  # any other host fails, loudly
-                "--no-first-run", "--disable-background-networking", "--disable-component-update"]:
-        opts.add_argument(arg)
-    opts.set_capability("goog:loggingPrefs", {"browser": "ALL"})
-    return webdriver.Chrome(options=opts, service=Service(executable_path=driver))
-
-
-_STATE = """
-const imgs = [...document.images].map(i => ({src: i.src.slice(0, 80), ok: i.complete && i.naturalWidth > 0}));
-return {title: document.title, h1: (document.querySelector('article h1') || {}).textContent || '',
-        text: (document.querySelector('article') || document.body).innerText.length,
-        math: document.querySelectorAll('.MathJax, .MathJax_Display, .MathJax_CHTML, mjx-container').length,
-        mathErrors: document.querySelectorAll('.MathJax_Error, merror, [data-mjx-error]').length,
-        untypeset: [...document.querySelectorAll('.arithmatex')].filter(e => !e.querySelector('.MathJax')).length,
-        imgs: imgs,
-        resources: performance.getEntriesByType('resource').map(r => r.name)};
-"""
-
-
 def test_site_in_chromium(served, tmp_path):
     from selenium.webdriver.support.ui import WebDriverWait
 
     shots = Path(os.environ.get("DLF_SITE_SCREENSHOTS") or tmp_path)
     t0 = time.perf_counter()
-    browser = _browser()
+    browser = open_browser()
     try:
         for name, (path, has_math) in PAGES.items():
             browser.get(served + path)
@@ -257,15 +224,15 @@ def test_site_in_chromium(served, tmp_path):
             if has_math:  # MathJax queues its typesetting after the load: wait until the queue has run
                 browser.execute_script("window.__typeset = false; MathJax.Hub.Queue(() => { window.__typeset = true; });")
                 WebDriverWait(browser, 60).until(lambda b: b.execute_script("return window.__typeset === true"))
-            WebDriverWait(browser, 30).until(lambda b: all(i["ok"] for i in b.execute_script(_STATE)["imgs"]))
-            s = browser.execute_script(_STATE)
+            WebDriverWait(browser, 30).until(lambda b: all(i["ok"] for i in state(b)["imgs"]))
+            s = state(browser)
             assert s["h1"].strip() and s["text"] > 500, (name, s["h1"], s["text"])
             if has_math:
                 assert s["math"] > 0 and s["mathErrors"] == 0 and s["untypeset"] == 0, (name, s)
             assert all(i["ok"] for i in s["imgs"]), (name, [i for i in s["imgs"] if not i["ok"]])
             remote = [u for u in s["resources"] if not u.startswith(served)]
             assert not remote, (name, remote)
-            errors = [e for e in browser.get_log("browser") if e["level"] == "SEVERE"]
+            errors = severe(browser)
             assert not errors, (name, errors)
             if name == path:  # the other chapters and equation pages: checked, not photographed
                 print(f"site: {path}: {s['math']} equations typeset, {len(s['imgs'])} images")

@@ -11,7 +11,7 @@ Who starts the processes:
 - SLURM's srun (one task per process): the dir is named after the job and step, slurm_<job>_<step>, the same on
   every task and different for every job step; a requeued job (SLURM_RESTART_COUNT >= 1) finds it and resumes from
   its last.ckpt (slurm_requeued).
-See README "Scaling out".
+See docs/scaling.md.
 """
 
 from __future__ import annotations
@@ -97,7 +97,7 @@ def check(cfg: DictConfig) -> None:
         raise DlfError(f"trainer.num_nodes={nodes} needs a launcher that starts the processes of every node (Lightning "
                        "starts one node's only and would wait for the others forever): run `torchrun --nnodes="
                        f"{nodes} --node-rank=<i> --master-addr=<node 0> --master-port=<port> train.py ...` on each "
-                       "node, or srun under SLURM (README 'Scaling out')")
+                       "node, or srun under SLURM (docs/scaling.md)")
     timeout = cfg.get("ddp_timeout", 600)
     if isinstance(timeout, bool) or not isinstance(timeout, (int, float)) or timeout <= 0:
         raise DlfError(f"ddp_timeout={timeout!r} must be a positive number of seconds: set e.g. ddp_timeout=600")

@@ -2,11 +2,40 @@
 
 from __future__ import annotations
 
+import math
+
 import numpy as np
 import torch
 
 from dlf.callbacks.figures import Figures, plt, publish, tensorboard
 from dlf.console import say
+
+
+def decades(values: list[float]) -> tuple[float, float]:
+    """The whole powers of ten around the values (0.031..2.3 -> 0.01..10), so two runs' curves share an axis."""
+    lo, hi = min(values), max(values)
+    return 10.0 ** math.floor(math.log10(lo)), 10.0 ** math.ceil(math.log10(hi) + 1e-12)
+
+
+def cost_figure(steps: list[int], costs: list[float]):
+    """J against the step on an axis runs can be compared on: a positive cost on a log axis from whole decade to whole
+    decade, else a linear one from 0 (or the lowest value); the steps from 0."""
+    fig, ax = plt.subplots(figsize=(6, 3.5))
+    ax.plot(steps, costs, lw=1)
+    ax.set_xlabel("training step")
+    finite = [c for c in costs if math.isfinite(c)]
+    if finite and min(finite) > 0:
+        ax.set_yscale("log")
+        ax.set_ylim(*decades(finite))
+        ax.set_ylabel("cost J (log scale, whole decades)")
+    else:
+        ax.set_ylabel("cost J")
+        if finite:
+            ax.set_ylim(bottom=min(0.0, min(finite)))
+    ax.set_xlim(0, max(max(steps), 1))
+    ax.set_title("Cost function")
+    ax.grid(True, alpha=0.3)
+    return fig
 
 
 class CostCurve(Figures):
@@ -31,14 +60,7 @@ class CostCurve(Figures):
     def on_train_end(self, trainer, pl_module):
         if not self.costs:
             return
-        fig, ax = plt.subplots(figsize=(6, 3.5))
-        ax.plot(self.steps, self.costs, lw=1)
-        ax.set_xlabel("training step")
-        ax.set_ylabel("cost J")
-        ax.set_title("Cost function")
-        ax.grid(True, alpha=0.3)
-        if min(self.costs) > 0 and max(self.costs) / min(self.costs) > 100:
-            ax.set_yscale("log")
+        fig = cost_figure(self.steps, self.costs)
         publish(trainer, "plots/cost_curve", fig, "cost_curve.png")
 
 

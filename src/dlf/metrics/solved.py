@@ -1,4 +1,4 @@
-"""'Solved' with a margin: accuracy at the 0.5 threshold calls outputs of 0.48/0.51/0.55/0.47 a perfect XOR; the README
+"""'Solved' with a margin: accuracy at the 0.5 threshold calls outputs of 0.48/0.51/0.55/0.47 a perfect XOR; docs/mlp.md
 calls XOR solved only when every output is within 0.25 of its target (y_hat < 0.25 for a 0, > 0.75 for a 1)."""
 
 from __future__ import annotations

@@ -23,7 +23,8 @@ from dlf.errors import DlfError, check_impl, require
 from dlf.nets import conv_scratch as cs
 from dlf.nets.activations import ACTIVATIONS, TORCH_ACTIVATIONS
 
-BLOCK_KEYS = {"filters", "kernel", "stride", "padding", "activation", "pool", "pool_size", "pool_stride"}
+BLOCK_KEYS = {"filters", "kernel", "stride", "padding", "norm", "activation", "pool", "pool_size", "pool_stride"}
+NORMS = (None, "none", "batch")
 
 
 def _pair(v, dims: int, what: str) -> tuple[int, int]:
@@ -56,6 +57,8 @@ def plan(in_shape: Sequence[int], dims: int, blocks: Sequence) -> list[dict]:
         require(min(s) >= 1, f"{name}.stride={_fmt(s, dims)} leaves no output (the window must move by at least one "
                              "pixel): use stride >= 1")
         require(act in ACTIVATIONS, f"{name}.activation={act!r} is not known: choose one of {', '.join(ACTIVATIONS)}")
+        norm = b.get("norm")
+        require(norm in NORMS, f"{name}.norm={norm!r} is not known: choose batch (batch norm after the conv) or none")
         if padding == "zero":  # output = ceil(input / stride); an odd total puts the extra zero right/bottom
             pads = (*cs.zero_pads(h, k[0], s[0]), *cs.zero_pads(w, k[1], s[1]))
         elif padding == "valid" or (isinstance(padding, int) and not isinstance(padding, bool) and padding >= 0):
@@ -70,7 +73,7 @@ def plan(in_shape: Sequence[int], dims: int, blocks: Sequence) -> list[dict]:
                 "downsampling layers before it")
         h, w = cs.out_size(h, k[0], s[0], pads[:2]), cs.out_size(w, k[1], s[1], pads[2:])  # floor((n+p-k)/s) + 1
         spec = dict(index=i, in_channels=c, filters=f, kernel=k, stride=s, padding=padding, pads=pads,
-                    activation=act, conv_out=(f, h, w), pool=None)
+                    norm=None if norm == "none" else norm, activation=act, conv_out=(f, h, w), pool=None)
         c = f
         if pool is not None:
             require(pool in ("max", "avg"), f"{name}.pool={pool!r} is not known: choose max, avg or null")
@@ -174,12 +177,16 @@ def _torch_pool(kind: str, dims: int, k, s) -> nn.Module:
 
 
 class ConvBlock(nn.Module):
-    """conv -> activation -> (pool)."""
+    """conv -> (batch norm) -> activation -> (pool)."""
 
     def __init__(self, spec: dict, dims: int, impl: str):
         super().__init__()
         args = (dims, spec["in_channels"], spec["filters"], spec["kernel"], spec["stride"], spec["pads"])
         self.conv = torch_conv(*args) if impl == "torch" else ScratchConv(*args)
+        if spec["norm"] == "batch":  # torch only: CNN refuses norm with impl=scratch
+            self.norm = (nn.BatchNorm1d if dims == 1 else nn.BatchNorm2d)(spec["filters"])
+        else:
+            self.norm = nn.Identity()
         act = spec["activation"]
         self.act = TORCH_ACTIVATIONS[act]() if impl == "torch" else ScratchActivation(act)
         if spec["pool"] is None:
@@ -190,11 +197,12 @@ class ConvBlock(nn.Module):
             self.pool = ScratchPool(spec["pool"], dims, spec["pool_size"], spec["pool_stride"])
 
     def forward(self, x):
-        return self.pool(self.act(self.conv(x)))
+        return self.pool(self.act(self.norm(self.conv(x))))
 
 
 class CNN(nn.Module):
-    """blocks (conv -> activation -> pool) ... -> flatten -> [linear -> activation -> dropout] ... -> linear (logits)."""
+    """blocks (conv -> (batch norm) -> activation -> pool) ... -> flatten -> [linear -> activation -> dropout] ...
+    -> linear (logits)."""
 
     def __init__(self, in_shape: Sequence[int], num_classes: int, impl: str = "torch", dims: int = 2,
                  blocks: Sequence = (), hidden: Sequence[int] = (), activation: str = "relu", dropout: float = 0.0):
@@ -211,6 +219,10 @@ class CNN(nn.Module):
                                            f"got {list(in_shape)}")
         self.impl, self.dims, self.in_shape = impl, dims, tuple(in_shape)
         self.specs = plan(in_shape, dims, blocks)
+        normed = [sp["index"] for sp in self.specs if sp["norm"]]
+        require(impl == "torch" or not normed,
+                f"model.net.blocks{normed} ask for norm=batch, which impl=scratch does not have: use "
+                "model.net.impl=torch, or norm: none in every block")
         self.blocks = nn.ModuleList(ConvBlock(sp, dims, impl) for sp in self.specs)
         last = self.specs[-1]
         c, h, w = last["pool_out"] if last["pool"] else last["conv_out"]
@@ -228,7 +240,7 @@ class CNN(nn.Module):
         """The feature map after each block's activation (before pooling), for plots."""
         maps = []
         for blk in self.blocks:
-            a = blk.act(blk.conv(x))
+            a = blk.act(blk.norm(blk.conv(x)))
             maps.append(a)
             x = blk.pool(a)
         return maps
@@ -252,6 +264,9 @@ class CNN(nn.Module):
             rows.append((f"blocks.{sp['index']}.conv", f"conv {_fmt(sp['kernel'], d)} x {sp['filters']} filters, stride "
                          f"{_fmt(sp['stride'], d)}, padding {pad}, {sp['activation']}", shape(sp["conv_out"]),
                          count(blk.conv)))
+            if sp["norm"]:
+                rows.append((f"blocks.{sp['index']}.norm", "batch norm (per feature map)", shape(sp["conv_out"]),
+                             count(blk.norm)))
             if sp["pool"]:
                 rows.append((f"blocks.{sp['index']}.pool", f"{sp['pool']} pool {_fmt(sp['pool_size'], d)}, stride "
                              f"{_fmt(sp['pool_stride'], d)}", shape(sp["pool_out"]), "0"))

@@ -170,7 +170,7 @@ def resolve_ckpt_path(value: str, task_name: str, log_dir: str | Path) -> Path:
 
 def locate_run(path: str | Path, ckpt: str = "best") -> tuple[Path, Path]:
     """(run dir, checkpoint) from a run dir (its checkpoints/<ckpt>.ckpt; best falls back to last) or a checkpoint
-    file inside <run dir>/checkpoints/ (the README's `dlf-generate logs/gan/runs/<run>/checkpoints/best.ckpt`)."""
+    file inside <run dir>/checkpoints/ (docs/using.md's `dlf-generate logs/gan/runs/<run>/checkpoints/best.ckpt`)."""
     p = Path(path).expanduser()
     if p.is_file():
         run = run_dir_of(p)

@@ -266,7 +266,7 @@ def missing_plugin(config: str) -> str:
     group, _, name = config.rpartition("/")
     package, extra = PLUGINS[config]
     return (f"{group}={name} is a Hydra plugin ({package}) that is not installed in this Python: "
-            f'pip install -e ".[{extra}]" (the sweeper and launchers of the README\'s Sweeps)')
+            f'pip install -e ".[{extra}]" (the sweeper and launchers of docs/sweeps.md)')
 
 
 def _unknown_key(key: str, near: list[str] | None = None) -> str:

@@ -26,6 +26,7 @@ class Run:
 
     seed: int = MISSING
     figures: bool = MISSING
+    report: bool = MISSING
 
 
 @dataclasses.dataclass

@@ -230,9 +230,18 @@ def report(cfg: DictConfig, metrics: dict, outcome: Outcome, recorded: float | N
     tests = {k: round(v, 4) for k, v in outcome.test.items()}
     if tests:
         say("Test: " + ", ".join(f"{k}={v}" for k, v in sorted(tests.items())))
-    run_dir = Path(str(cfg.paths.output_dir))
+    say(f"Run dir: {_pointers(cfg, Path(str(cfg.paths.output_dir)))}")
+
+
+def _pointers(cfg: DictConfig, run_dir: Path) -> str:
+    """The run dir, its report.html (written as the job ends: dlf.tools.report.Reports, a Hydra callback) and the
+    TensorBoard command where the run wrote event files."""
+    from hydra.core.hydra_config import HydraConfig
+
     events = any(run_dir.glob("events.out.tfevents.*")) or any(run_dir.glob("*/events.out.tfevents.*"))
-    say(f"Run dir: {run_dir}" + (f"   (tensorboard --logdir {run_dir})" if events else ""))
+    report = cfg.get("report", True) and HydraConfig.initialized() and "report" in (HydraConfig.get().callbacks or {})
+    hints = ([f"open {run_dir / 'report.html'}"] if report else []) + ([f"tensorboard --logdir {run_dir}"] if events else [])
+    return f"{run_dir}" + (f"   ({'; '.join(hints)})" if hints else "")
 
 
 def _instantiate_all(section) -> list:

@@ -39,11 +39,17 @@ class CNNSystem(System):
     ACCEPTS = ("image", "sequence")
 
     def __init__(self, net: Callable, facts: DataFacts, optimizer: Callable | None = None,
-                 scheduler: Callable | None = None, print_summary: bool = True, augment_shift: int = 0):
+                 scheduler: Callable | None = None, print_summary: bool = True, augment_shift: int = 0,
+                 augment_flip: bool = False):
         super().__init__(facts, optimizer, scheduler)
         require(isinstance(augment_shift, int) and augment_shift >= 0,
                 f"model.augment_shift={augment_shift!r} must be a whole number of pixels >= 0 (0: no augmentation)")
         self.augment_shift = augment_shift
+        require(isinstance(augment_flip, bool), f"model.augment_flip={augment_flip!r} must be true or false")
+        require(not augment_flip or facts.kind == "image",
+                f"model.augment_flip=true mirrors images left-right: data={facts.name} holds '{facts.kind}', not "
+                "images; use model.augment_flip=false")
+        self.augment_flip = augment_flip
         require(facts.target == "classes" and (facts.num_classes or 0) >= 2,
                 f"model=cnn classifies: data={facts.name} has target '{facts.target}', it needs class labels")
         # the net asks for the data's samples in its own layout ([C, H, W] or [C, L]), knowing its dims
@@ -83,6 +89,12 @@ class CNNSystem(System):
             xp = xp.gather(axis, idx)
         return xp
 
+    def flip(self, x: torch.Tensor) -> torch.Tensor:
+        """Training-time augmentation: mirror a random half of the images left-right (clothing stays clothing; digits
+        would not stay digits)."""
+        mirror = torch.rand(x.shape[0], device=x.device) < 0.5
+        return torch.where(mirror[:, None, None, None], x.flip(-1), x)
+
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """Class probabilities y_hat = softmax(z)."""
         return torch.softmax(self.net(self.to_net_input(x)), dim=-1)
@@ -99,6 +111,8 @@ class CNNSystem(System):
         x = self.to_net_input(x)
         if stage == "train" and self.augment_shift:
             x = self.shift(x)
+        if stage == "train" and self.augment_flip:
+            x = self.flip(x)
         z = self.net(x)
         loss = F.cross_entropy(z, y)                      # J = -1/n sum_i log softmax(z_i)[y_i]
         pred = z.detach().argmax(dim=-1)

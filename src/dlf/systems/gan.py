@@ -95,6 +95,7 @@ class GANSystem(System):
         self.register_buffer("fixed_z", self.sample_z(n_eval, gen), persistent=False)
         self.register_buffer("test_z", self.sample_z(n_eval, gen), persistent=False)
         self._scorer: list = []          # the image classifier, kept out of state_dict and parameters()
+        self._frechet: dict = {}         # "net": the feature net; split -> its Frechet (reference features), built once
         self.last_samples: torch.Tensor | None = None
 
     # ---- sampling ---------------------------------------------------------------------------------------------
@@ -224,6 +225,10 @@ class GANSystem(System):
     def setup(self, stage: str) -> None:
         trainer = internals.attached_trainer(self)
         dm = getattr(trainer, "datamodule", None)
+        if self.has_frechet() and not self._frechet:  # a missing or damaged feature net: one line before training
+            from dlf.metrics import frechet
+
+            self._frechet["net"] = frechet.load(self.facts.name)
         if self._scorer or self.centres is not None or self.facts.target != "classes" or dm is None:
             return
         from dlf.metrics.classifier import load_or_train
@@ -242,7 +247,39 @@ class GANSystem(System):
         names = {"train/d_loss", "train/g_loss", "train/d_fake", "val/d_loss", "test/d_loss"}
         if self.centres is not None or self.facts.target == "classes":  # what score() can measure, as in _score_epoch
             names |= {f"{s}/{n}" for s in ("val", "test") for n in ("high_quality", "modes", "kl", "score")}
+        if self.has_frechet():
+            names |= {"val/fd", "test/fd", "test/fd_floor", "test/fd_noise"}
         return names
+
+    def has_frechet(self) -> bool:
+        """Whether the samples get a Fréchet distance: images of data that dlf ships a feature net for."""
+        from dlf.metrics import frechet
+
+        return self.facts.kind == "image" and frechet.ships(self.facts.name)
+
+    def frechet(self, dm, split: str):
+        """The Fréchet distance (dlf.metrics.frechet.Frechet) to the first N images of dm's `split` ("val" or "test"),
+        N = min(model.n_eval, the split's size), in the features of dlf's net for this data; built once a split."""
+        if split not in self._frechet:
+            from dlf.metrics import frechet
+
+            images = getattr(dm, split)[0]
+            n = min(len(self.fixed_z), len(images))
+            if "net" not in self._frechet:
+                self._frechet["net"] = frechet.load(self.facts.name)
+            self._frechet[split] = frechet.Frechet(self._frechet["net"], self.to_pixels(images[:n]).cpu())
+        return self._frechet[split]
+
+    def frechet_stats(self, samples: torch.Tensor, dm, split: str) -> dict[str, float]:
+        """{split}/fd of `samples` (data units); at test also the floor (N training images: test/fd_floor) and the
+        ceiling (N images of uniform noise: test/fd_noise) at the same N."""
+        if dm is None or not self.has_frechet():
+            return {}
+        f = self.frechet(dm, split)
+        out = {f"{split}/fd": f.fd(self.to_pixels(samples))}
+        if split == "test":
+            out |= {"test/fd_floor": f.floor(self.to_pixels(dm.train[0][: f.n])), "test/fd_noise": f.ceiling()}
+        return out
 
     def step(self, batch, batch_idx: int, stage: str) -> torch.Tensor:
         """A validation or test batch: D's loss on real data and on G's samples (training is training_step above)."""
@@ -270,6 +307,8 @@ class GANSystem(System):
     def _score_epoch(self, z: torch.Tensor, prefix: str) -> None:
         self.last_samples = self.G_eval(z).detach()
         stats = self.score(self.last_samples, prefix)
+        stats |= self.frechet_stats(self.last_samples, getattr(internals.attached_trainer(self), "datamodule", None),
+                                    prefix)
         shown = (f"{prefix}/modes", f"{prefix}/high_quality")
         if stats:
             self.log_dict({k: v for k, v in stats.items() if k in shown}, prog_bar=True)

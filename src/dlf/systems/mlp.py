@@ -19,7 +19,7 @@ class MLPSystem(System):
     """Trains an MLP on flattened inputs. A binary target gets one sigmoid output; classes get a softmax layer."""
 
     ACCEPTS = ("vector", "sequence", "image")
-    SOLVED_MARGIN = 0.25  # a binary target is "solved" when every output is within 0.25 of it (README, XOR)
+    SOLVED_MARGIN = 0.25  # a binary target is "solved" when every output is within 0.25 of it (docs/mlp.md, XOR)
 
     def __init__(self, net: Callable, facts: DataFacts, cost: str = "mse", output: str = "auto",
                  optimizer: Callable | None = None, scheduler: Callable | None = None):

@@ -53,6 +53,7 @@ class Run:
     notes: list[str] = field(default_factory=list)
     curves: dict[str, tuple[list[int], list[float]]] = field(default_factory=dict)
     damaged: str | None = None  # one line when an event file could not be read to its end
+    choices: dict[str, str] = field(default_factory=dict)  # its Hydra group choices (model: mlp_xor, data: xor, ...)
 
 
 def find_runs(root: Path) -> list[Path]:
@@ -91,6 +92,7 @@ def read_run(run_dir: Path) -> Run:
         run.label = str(hydra.job.get("override_dirname") or "") or "(defaults)"
         run.job = hydra.job.get("num", run.job)
         run.hydra = True
+        run.choices = {str(k): str(v) for k, v in (hydra.runtime.get("choices") or {}).items() if v is not None}
         skip = set(OmegaConf.select(hydra, "job.config.override_dirname.exclude_keys", default=[]) or [])
         run.overrides = [str(o) for o in hydra.overrides.task if str(o).split("=", 1)[0].lstrip("+~") not in skip]
     if config_yaml.is_file():
@@ -228,8 +230,9 @@ class Report:
         return "\n".join(lines)
 
 
-def summarize(root: Path, out: Path | None = None, figure: bool = True) -> Report:
-    """Read every run under root; write sweep.csv, sweep.md and (figure=True) sweep.png into out (default root)."""
+def summarize(root: Path, out: Path | None = None, figure: bool = True, report: bool = True) -> Report:
+    """Read every run under root; write sweep.csv, sweep.md, (figure=True) sweep.png and (report=True) report.html
+    into out (default root)."""
     root, out = Path(root), Path(out or root)
     if not root.is_dir():
         raise DlfError(f"{root} is not a directory: pass a sweep dir (logs/<task>/multiruns/<time>) or a dir of runs")
@@ -255,7 +258,29 @@ def summarize(root: Path, out: Path | None = None, figure: bool = True) -> Repor
     drew = figure and plot(settings, png)
     (out / "sweep.md").write_text(markdown(runs, png.name if drew else None, common, settings, root))
     write_csv(runs, settings, out / "sweep.csv")
-    return Report(out, runs, [out / "sweep.md", out / "sweep.csv"] + ([png] if drew else []))
+    paths = [out / "sweep.md", out / "sweep.csv"] + ([png] if drew else [])
+    if report and out.resolve() not in {r.dir.resolve() for r in runs}:  # a run dir keeps its own report.html
+        paths.append(html_report(out, runs, settings, png if drew else None, root))
+    return Report(out, runs, paths)
+
+
+def html_report(out: Path, runs: list[Run], settings: list[seeds.Setting], figure: Path | None, root: Path) -> Path:
+    """report.html (dlf.tools.report): the seeds table and each sweep's runs, sweep.png, every job's curves."""
+    from dlf.tools.report import sweep_report
+
+    tests = sorted({k for s in settings for r in s.runs for k in r.test})
+    agg = [[s.label, s.n, s.seeds(), s.cell(lambda r: r.best), s.cell(lambda r: r.last)]
+           + [s.cell(lambda r, k=k: r.test.get(k)) for k in tests] for s in settings if s.n > 1]
+    tables = [("Seeds aggregated: mean ± std over the n runs of a setting",
+               ("setting", "n", "seeds", "best", "last", *tests), agg)]
+    for parent in dict.fromkeys(r.dir.parent for r in runs):
+        name = parent.relative_to(root) if parent.is_relative_to(root) and parent != root else parent.name
+        tables.append((f"Runs: {name}", HEADER[:-1], [_row(r)[:-1] for r in runs if r.dir.parent == parent]))
+    best = best_run(runs)
+    title = f"dlf sweep: {out.name}, {len(runs)} runs" + (f", best {best.monitor} {_fmt(best.best)} (job "
+                                                           f"{_fmt(best.job)} {best.label})" if best else "")
+    jobs = [(f"{_fmt(r.job)} {r.label}".strip(), r.dir, r.curves) for r in runs]
+    return sweep_report(out, tables, jobs, figure, title)
 
 
 def fix_tensorboard(root: Path) -> None:
@@ -274,6 +299,7 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("dir", type=Path, help="a sweep dir (logs/<task>/multiruns/<time>) or any dir of run dirs")
     p.add_argument("--out", type=Path, default=None, help="where sweep.csv/md/png go (default: the dir itself)")
     p.add_argument("--no-figure", action="store_true", help="tables only")
+    p.add_argument("--no-report", action="store_true", help="no report.html")
     p.add_argument("--fix-tensorboard", action="store_true",
                    help="first rewrite, in place, the event files of run dirs written by dlf up to 23bf94c (each with "
                         "an hparams experiment summary that TensorBoard takes for the whole log dir) as dlf writes "
@@ -282,7 +308,7 @@ def main(argv: list[str] | None = None) -> None:
     try:
         if args.fix_tensorboard:
             fix_tensorboard(args.dir)
-        report = summarize(args.dir, args.out, figure=not args.no_figure)
+        report = summarize(args.dir, args.out, figure=not args.no_figure, report=not args.no_report)
     except DlfError as e:
         print(f"dlf: error: {e}", file=sys.stderr)
         sys.exit(2)

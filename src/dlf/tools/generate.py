@@ -3,7 +3,9 @@
 
 Reads the run's saved config (<run dir>/.hydra/config.yaml) to rebuild the model exactly as trained, loads the
 checkpoint's weights (torch.load(weights_only=True)), and writes N samples: for images a PNG grid (samples.png), for
-2-D points a CSV (samples.csv, columns x1,x2) and a scatter plot (samples.png) beside the real points.
+2-D points a CSV (samples.csv, columns x1,x2) and a scatter plot (samples.png) beside the real points. For Fashion-MNIST
+and the digits it also prints the Fréchet distance of the run's N samples to N test images, with its floor and
+ceiling (dlf.metrics.frechet: FD-dlf-fashion-64, FD-dlf-digits-16).
 Installed as `dlf-generate`. Bad input (a missing run or checkpoint, a run that is not a GAN, -n 0) is refused before
 torch is imported.
 """
@@ -79,6 +81,9 @@ def main(argv: list[str] | None = None) -> None:
         nrow = max(1, int(a.num ** 0.5))
         save_grid(image_grid(model.to_pixels(samples), nrow=nrow), out / "samples.png")
         print(f"wrote {out / 'samples.png'} ({a.num} images)")
+        line = fd_line(model, dm, a.seed)
+        if line:
+            print(line)
         return
     flat = samples.flatten(1)
     header = ",".join(f"x{i + 1}" for i in range(flat.shape[1]))
@@ -92,6 +97,24 @@ def main(argv: list[str] | None = None) -> None:
         if model.centres is not None:
             print(score_line(model.score(flat, "gen"), a.num))
     print(msg)
+
+
+def fd_line(model, dm, seed: int) -> str | None:
+    """The Fréchet distance in dlf's feature net (dlf.metrics.frechet) of N samples (seeded by --seed) to N test
+    images, beside its floor (N training images) and ceiling (N images of uniform noise); N = the run's test N
+    (min(model.n_eval, test images)). None for data dlf ships no feature net for."""
+    if not model.has_frechet():
+        return None
+    import torch
+
+    from dlf.metrics.frechet import card
+
+    f = model.frechet(dm, "test")
+    fd = f.fd(model.to_pixels(model.generate(f.n, torch.Generator().manual_seed(seed))))
+    floor = f.floor(model.to_pixels(dm.train[0][: f.n]))
+    return (f"{card(model.facts.name)['name']} (Fréchet distance in dlf's {model.facts.name} classifier features): "
+            f"{fd:.4g} for {f.n} samples against {f.n} test images; floor {floor:.4g} ({f.n} training images), "
+            f"ceiling {f.ceiling():.4g} ({f.n} images of uniform noise)")
 
 
 def score_line(stats: dict[str, float], num: int) -> str:

@@ -1,11 +1,12 @@
 """The sweep's Hydra callback (hydra.callbacks.sweep_summary in configs/hydra/default.yaml): threads per parallel job,
-dlf's Optuna sweeper, and sweep.csv, sweep.md and sweep.png at the end of every multirun.
+dlf's Optuna sweeper, and sweep.csv, sweep.md, sweep.png and report.html at the end of every multirun.
 
 * Before the sweeper is made: `hydra/sweeper=optuna` runs as dlf's (dlf.run.sweep.use_dlf_optuna), the submitit
   launchers as dlf's (dlf.run.sweep.use_dlf_launcher).
 * Before each job: torch gets `cores // n_jobs` threads when the joblib launcher runs n jobs at once (else n jobs x all
   cores oversubscribe the machine).
-* At the end of every multirun: sweep.csv, sweep.md and sweep.png in the sweep dir (dlf.tools.compare), and their paths.
+* At the end of every multirun: sweep.csv, sweep.md, sweep.png and report.html (`report: false`: none) in the sweep dir
+  (dlf.tools.compare), and their paths.
 """
 
 from __future__ import annotations
@@ -51,7 +52,7 @@ class SweepSummary(Callback):
 
         sweep_dir = Path(str(config.hydra.sweep.dir))
         try:
-            report = summarize(sweep_dir, figure=self.figure)
+            report = summarize(sweep_dir, figure=self.figure, report=bool(config.get("report", True)))
         except Exception as e:  # noqa: BLE001 - the jobs' results are on disk already; the summary must not hide them
             print(f"dlf: sweep summary failed ({type(e).__name__}: {e}); remake it with `dlf-compare {sweep_dir}`")
             return

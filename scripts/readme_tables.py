@@ -71,8 +71,8 @@ GROUPS = [
           "configs add their diagnostics; `early_stopping` adds Lightning's `EarlyStopping` on `monitor` "
           "(`callbacks.early_stopping.patience=3`, `.min_delta=0.0`)", ["default", "early_stopping"]),
     Group("experiment", "whole set-ups, e.g. the course's XOR exercise",
-          ["xor_seed", "lstm_adding", "rnn_adding", "lstm_text", "lstm_mnist1d", "cnn1d_mnist1d", "cnn_fashion",
-           "gan_ring", "gan_grid", "dcgan_fashion"]),
+          ["xor_seed", "lstm_adding", "lstm_adding_1997", "rnn_adding", "lstm_text", "lstm_mnist1d", "cnn1d_mnist1d",
+           "cnn_fashion", "gan_ring", "gan_grid", "dcgan_fashion"]),
     Group("debug", "`fast`: a few batches; no logger, checkpoints or figures (does it run at all? add `figures=true` to "
           "draw); `overfit`: two batches for 100 epochs (the loss should go to zero)", ["fast", "overfit"]),
     Group("hparams_search", "Optuna searches, with `-m` (see [Sweeps](sweeps.md))",

@@ -32,7 +32,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
-FAMILIES = ("xor", "mnist1d", "adding", "text", "digits", "gan_ring", "gan_grid", "dcgan")
+FAMILIES = ("xor", "mnist1d", "adding", "adding1997", "text", "digits", "gan_ring", "gan_grid", "dcgan")
 SHORT = ["trainer.max_epochs=1", "trainer.limit_train_batches=3", "trainer.limit_val_batches=2"]  # --quick budgets
 SEQ = ["trainer.max_time=null"]  # a fixed budget: steps, not a wall clock that depends on the machine's load
 PUB_1D = "MNIST-1D paper: "
@@ -63,6 +63,18 @@ def _adding(net: str, t: int) -> Row:
                quick=["trainer.max_steps=20", "trainer.val_check_interval=10", "trainer.limit_val_batches=2"])
 
 
+def _adding_1997(t: int, published: str, seeds: int | None = None, extra: tuple[str, ...] = ()) -> Row:
+    """Hochreiter & Schmidhuber's own form (experiment=lstm_adding_1997): training sequences until no validation
+    sequence of 2,560 is off by >= 0.04 and the training MSE is < 0.01 (steps x batch 50), and the wrong test
+    sequences of 2,560. A seed that never meets the criterion has no sequences_to_success (its wrong count shows it)."""
+    return Row(f"adding1997_lstm_T{t}", "adding1997",
+               f"adding problem, 1997 form, LSTM, T = {t} (experiment=lstm_adding_1997, batch 50)",
+               ["experiment=lstm_adding_1997", f"data.seq_len={t}", *extra],
+               [("test/sequences_to_success", "g"), ("test/wrong", "g")], published=published, seeds=seeds,
+               quick=["trainer.max_steps=20", "trainer.val_check_interval=10", "data.n_train=1000", "data.n_val=100",
+                      "data.n_test=100"])
+
+
 ROWS = [
     Row("xor", "xor", "XOR, MLP 2-5-1 (model=mlp_xor, 500 steps)", [], [("test/solved", "seeds")],
         [("test/solved", ">=", 0.95)], "≥ 19/20 seeds solved", "—", seeds=20, quick=["trainer.max_epochs=2"]),
@@ -82,6 +94,9 @@ ROWS = [
         ["experiment=lstm_adding", "data.seq_len=400", "trainer.max_steps=5000", *SEQ], [("test/mse", "g")],
         published="baseline (always 1) 0.167", seeds=1,
         quick=["trainer.max_steps=20", "trainer.val_check_interval=10", "trainer.limit_val_batches=2"]),
+    _adding_1997(100, "1997 paper (Table 7; online, 93 weights): success after 74,000 sequences"),
+    _adding_1997(500, "1997 paper (Table 7): success after 209,000 sequences", seeds=1,
+                 extra=("data.n_train=20000",)),  # 20,000 x 550 steps x 2 floats: 88 MB (100,000: 440 MB)
     Row("text_lstm", "text", "character LM, LSTM (experiment=lstm_text)", ["experiment=lstm_text"],
         [("test/ppl", "f2")], [("test/ppl", "<", 20.1)], "perplexity < 20.1 (the corpus's unigram)",
         "unigram perplexity 20.1"),

@@ -54,6 +54,8 @@ CASES = [
     ("val-fraction-one", ["model=mlp", "data.val_fraction=1.0"], ["data.val_fraction=1.0", "[0, 1)"]),
     ("mnist1d-too-few", ["model=mlp", "data.num_samples=10"], ["data.num_samples=10", ">= 50"]),
     ("xor-repeats-zero", ["model=mlp_xor", "data.repeats=0"], ["data.repeats=0", "positive integer"]),
+    ("adding-variant-unknown", ["experiment=lstm_adding", "data.variant=hochreiter", "logger=none"],
+     ["data.variant='hochreiter' is not an adding-problem variant", "arjovsky2016, hochreiter1997"]),
     ("ckpt-every-negative", ["callbacks.step_checkpoint.every_n_train_steps=-3"],
      ["callbacks.step_checkpoint.every_n_train_steps=-3", "every_n_train_steps=100"]),
     ("patience-negative", ["callbacks=early_stopping", "callbacks.early_stopping.patience=-1"],

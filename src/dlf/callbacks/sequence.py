@@ -116,3 +116,45 @@ class GateActivity(Figures):
 
     def on_train_end(self, trainer, pl_module):
         self._draw(trainer, pl_module, "end")
+
+
+class SuccessCriterion(L.Callback):
+    """Hochreiter & Schmidhuber's (1997) stopping rule for the adding problem: training stops at the first validation
+    at which `monitor` (val/wrong: sequences of the validation set off by 0.04 or more) is at most `max_wrong` and the
+    average training MSE since the previous validation is below `train_mse`. The training sequences seen until then
+    (batches x their sizes) are logged in the test as test/sequences_to_success (NaN: never met). The count and the
+    running training error are saved in checkpoints, so `ckpt_path=last` continues them."""
+
+    def __init__(self, monitor: str = "val/wrong", max_wrong: int = 0, train_mse: float = 0.01):
+        self.monitor, self.max_wrong, self.train_mse = monitor, max_wrong, train_mse
+        self.seen, self.sequences = 0, None        # training sequences so far; at success
+        self._sum, self._n = 0.0, 0                # the training error since the last validation
+
+    def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx):
+        n = len(batch[0])
+        loss = outputs["loss"] if isinstance(outputs, dict) else outputs
+        self.seen += n
+        self._sum += float(loss.detach()) * n
+        self._n += n
+
+    def on_validation_end(self, trainer, pl_module):
+        wrong = trainer.callback_metrics.get(self.monitor)
+        if trainer.sanity_checking or wrong is None or not self._n:
+            return
+        mse, self._sum, self._n = self._sum / self._n, 0.0, 0
+        if self.sequences is None and float(wrong) <= self.max_wrong and mse < self.train_mse:
+            self.sequences = self.seen
+            trainer.should_stop = True
+            say(f"success after {self.seen:,} training sequences (step {trainer.global_step}): "
+                f"{self.monitor}={int(wrong)}, training MSE {mse:.4g} < {self.train_mse}")
+
+    def on_test_epoch_end(self, trainer, pl_module):
+        pl_module.log("test/sequences_to_success", float("nan") if self.sequences is None else float(self.sequences))
+
+    def state_dict(self):
+        return {"seen": self.seen, "sequences": self.sequences, "sum": self._sum, "n": self._n}
+
+    def load_state_dict(self, state):
+        # the test loads the best checkpoint, which may predate the success: a success already recorded is kept
+        self.seen, self._sum, self._n = state["seen"], state["sum"], state["n"]
+        self.sequences = state["sequences"] if state["sequences"] is not None else self.sequences

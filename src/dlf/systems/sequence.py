@@ -39,6 +39,7 @@ class Task:
     kind = "sequence"       # the data kind it reads
     every_step = False      # the head reads h_T only (True: every h_t, a language model)
     metrics: tuple[str, ...] = ()  # logged beside {stage}/loss
+    eval_metrics: tuple[str, ...] = ()  # logged in validation and test only
     in_features: int
     out_features: int
 
@@ -57,18 +58,26 @@ class Task:
 
 
 class Regression(Task):
-    """data=adding: y_hat = V h_T read at the last step; cost: mean squared error; logs {stage}/mse."""
+    """data=adding: y_hat = V h_T read at the last step; cost: mean squared error; logs {stage}/mse. Data with a
+    tolerance (data.variant=hochreiter1997: 0.04) also log {val,test}/wrong: how many sequences of the split have
+    |y_hat - y| >= tolerance (a count, summed over the batches)."""
 
     metrics = ("mse",)
 
     def __init__(self, system: System, facts: DataFacts):
         self.in_features, self.out_features = facts.in_features, 1
+        self.tolerance = facts.extra.get("tolerance")
+        self.eval_metrics = ("wrong",) if self.tolerance else ()
 
     def cost(self, z, y):
         return F.mse_loss(z, y)                                    # J = 1/n sum_i (y_i - y_hat_i)^2
 
     def log(self, system, stage, loss, z, y, **kw):
         system.log(f"{stage}/mse", loss, **kw)
+        if self.tolerance and stage != "train":
+            wrong = ((z.detach() - y).abs() >= self.tolerance).sum().float()
+            system.log(f"{stage}/wrong", wrong, reduce_fx="sum", on_step=False, on_epoch=True,
+                       prog_bar=stage == "val")
 
 
 class Classes(Task):
@@ -195,7 +204,8 @@ class SequenceSystem(System):
         return loss
 
     def metric_names(self) -> set[str]:
-        return self.stage_metrics("loss", *self.task.metrics)  # as in step
+        evals = {f"{stage}/{n}" for stage in ("val", "test") for n in self.task.eval_metrics}
+        return self.stage_metrics("loss", *self.task.metrics) | evals  # as in step
 
     def on_validation_epoch_end(self):
         super().on_validation_epoch_end()

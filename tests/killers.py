@@ -207,7 +207,8 @@ class SpoilJobs(L.Callback):
 
 class PauseAt(L.Callback):
     """Sleep `seconds` before optimizer step `step`, once: it creates `marker` first and never pauses while that file
-    exists (a requeued or resumed run goes straight on). Gives a test time to act on a running job (scontrol requeue)."""
+    exists (a requeued or resumed run goes straight on). Gives a test time to act on a running job (scontrol requeue).
+    Under Slurm the marker holds the paused job's id (<array job>_<task> for an array task), the one to act on."""
 
     def __init__(self, step: int, marker: str, seconds: float = 120):
         self.step, self.marker, self.seconds = int(step), marker, float(seconds)
@@ -217,5 +218,9 @@ class PauseAt(L.Callback):
 
         if trainer.global_step == self.step and not os.path.exists(self.marker):
             if trainer.is_global_zero:
-                open(self.marker, "w").close()
+                env = os.environ
+                job = (f"{env['SLURM_ARRAY_JOB_ID']}_{env['SLURM_ARRAY_TASK_ID']}" if "SLURM_ARRAY_TASK_ID" in env
+                       else env.get("SLURM_JOB_ID", ""))
+                with open(self.marker, "w") as f:
+                    f.write(job)
             time.sleep(self.seconds)

@@ -285,9 +285,9 @@ def test_a_requeued_job_of_a_slurm_sweep_resumes_from_its_own_last_ckpt(slurm_cl
         while not marker.exists() and time.monotonic() < end:
             time.sleep(0.5)
         assert marker.exists()
-        (task,) = [p.name for p in (tmp_path / "requeued" / ".submitit").iterdir()
-                   if subprocess.run(["squeue", "-h", "-j", p.name, "-o", "%T"], capture_output=True,
-                                     text=True).stdout.strip() == "RUNNING"][:1]
+        time.sleep(0.5)  # the marker's job id, written just after the file appears
+        task = marker.read_text().strip()  # the paused job (the other one of the array does not pause)
+        assert task and (tmp_path / "requeued" / ".submitit" / task).is_dir(), task
         subprocess.run(["scontrol", "requeue", task], check=True, timeout=60)
         out, err = proc.communicate(timeout=600)
     finally:

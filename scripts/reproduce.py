@@ -70,7 +70,7 @@ def _adding_1997(t: int, published: str, seeds: int | None = None, extra: tuple[
     return Row(f"adding1997_lstm_T{t}", "adding1997",
                f"adding problem, 1997 form, LSTM, T = {t} (experiment=lstm_adding_1997, batch 50)",
                ["experiment=lstm_adding_1997", f"data.seq_len={t}", *extra],
-               [("test/sequences_to_success", "g"), ("test/wrong", "g")], published=published, seeds=seeds,
+               [("test/sequences_to_success", "seq"), ("test/wrong", "g")], published=published, seeds=seeds,
                quick=["trainer.max_steps=20", "trainer.val_check_interval=10", "data.n_train=1000", "data.n_val=100",
                       "data.n_test=100"])
 
@@ -143,8 +143,14 @@ def headline(rec: dict) -> str:
     """mean ± std over the seeds of each metric, e.g. `98.4 ± 0.2%`, or `20/20 seeds` for XOR."""
     parts = []
     for metric, how in rec["metrics"]:
-        vals = [v for v in rec["values"].get(metric, []) if v is not None]
-        if not vals:
+        raw = rec["values"].get(metric, [])
+        vals = [v for v in raw if v is not None and v == v]  # None / NaN: no value
+        if how == "seq" and raw:  # training sequences to success; no value: that seed never met the criterion
+            solved = f"{len(vals)}/{len(raw)} seeds solved"
+            parts.append(f"not solved ({solved})" if not vals else
+                         f"{statistics.mean(vals):,.0f} ± {statistics.stdev(vals) if len(vals) > 1 else 0.0:,.0f}"
+                         + (f" sequences ({solved})" if len(vals) < len(raw) else " sequences"))
+        elif not vals:
             parts.append(f"{metric}: no value")
         elif how == "seeds":
             parts.append(f"{sum(v >= 0.5 for v in vals)}/{len(vals)} seeds")

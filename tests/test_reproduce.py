@@ -91,3 +91,15 @@ def test_readme_table_is_written_between_its_marks(tmp_path):
     text = readme.read_text()
     assert text.startswith("intro\n") and text.endswith(f"{reproduce.MARKS[1]}\nrest\n") and "old table" not in text
     assert "| 8x8 digits, CNN | 98.0 ± 1.0% (3 seeds) | ≥ 98.5% — **missed** | SVC 99.1% |" in text
+
+
+def test_sequences_to_success_not_met_reads_not_solved():
+    """The 1997 rows' headline: a seed that never met the success criterion has no sequences_to_success; the table
+    says how many seeds solved it (a quick run's 20 steps solve nothing) instead of 'no value'."""
+    rec = {"metrics": [["test/sequences_to_success", "seq"], ["test/wrong", "g"]],
+           "values": {"test/sequences_to_success": [None, float("nan")], "test/wrong": [85.0, 88.0]}}
+    assert reproduce.headline(rec).startswith("not solved (0/2 seeds solved), ")
+    rec["values"]["test/sequences_to_success"] = [65000.0, None]
+    assert reproduce.headline(rec).startswith("65,000 ± 0 sequences (1/2 seeds solved)")
+    rec["values"]["test/sequences_to_success"] = [65000.0, 80000.0]
+    assert reproduce.headline(rec).startswith("72,500 ± 10,607 sequences, ")

@@ -86,8 +86,9 @@ def kernel_figure(w: torch.Tensor):
         gap = torch.full((f, c, kh, 1), float("nan"))
         tiles = torch.cat([w, gap], -1).permute(0, 2, 1, 3).reshape(f, kh, c * (kw + 1))[..., :-1]
     vmax = max(float(w.abs().max()), 1e-12)
-    grid, nrow = _tiles(tiles)
     h, wd = tiles.shape[-2:]
+    nrow = max(1, round(math.sqrt(tiles.shape[0] * (h + 1) / (wd + 1))))  # tiles a row: a near-square grid of pixels
+    grid, nrow = _tiles(tiles, nrow)
     rows = math.ceil(tiles.shape[0] / nrow)
     side = 6.5 / max(nrow * (wd + 1), rows * (h + 1))  # inches a weight
     fig, ax = plt.subplots(figsize=(max(4.5, nrow * (wd + 1) * side + 1.6), max(3.0, rows * (h + 1) * side + 0.9)),

@@ -31,7 +31,7 @@ def _hashes(root):
     import hashlib
 
     return {p: hashlib.sha1(p.read_bytes()).hexdigest() for p in root.rglob("*")
-            if p.is_file() and not p.name.startswith("sweep.")}
+            if p.is_file() and not p.name.startswith("sweep.") and p != root / "report.html"}
 
 
 def _rows(sweep):
@@ -125,7 +125,7 @@ def test_dlf_compare_marks_a_damaged_event_file_and_summarizes_the_rest(grid, tm
     before = _hashes(copy)
     r = _compare([copy], tmp_path, root)
     assert r.returncode == 0, r.stderr[-2000:]
-    assert _hashes(copy) == before  # nothing else touched: only sweep.csv/md/png are written
+    assert _hashes(copy) == before  # nothing else touched: only sweep.csv/md/png and the sweep's report.html are written
     lines = [ln for ln in r.stdout.splitlines() if "damaged" in ln and ln.startswith("dlf-compare:")]
     assert len(lines) == 1 and bad_job.name in lines[0], r.stdout
     rows = {os.path.basename(row["run_dir"]): row for row in _rows(copy)}

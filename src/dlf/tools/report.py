@@ -224,14 +224,27 @@ def resolved_yaml(config: DictConfig) -> str:
         return OmegaConf.to_yaml(plain)
 
 
+def _read(path: Path) -> bytes | None:
+    try:
+        return path.read_bytes()
+    except OSError:
+        return None
+
+
 class Reports(Callback):
     """Hydra callback: <job dir>/report.html at the end of every job, run or sweep (`report: false` turns it off)."""
+
+    def on_job_start(self, config: DictConfig, **kwargs) -> None:
+        self._result_before = _read(Path(str(config.hydra.runtime.output_dir)) / "result.json")
 
     def on_job_end(self, config: DictConfig, job_return=None, **kwargs) -> None:
         ranks = [os.environ.get(k, "0") for k in ("RANK", "LOCAL_RANK", "NODE_RANK", "SLURM_PROCID")]  # rank 0 writes
         if not config.get("report", True) or any(r != "0" for r in ranks):
             return
         run_dir = Path(str(config.hydra.runtime.output_dir))
+        before = getattr(self, "_result_before", None)
+        if before is not None and (run_dir / "report.html").is_file() and _read(run_dir / "result.json") == before:
+            return  # a job of a continued sweep that finished before: not run again, its report stands
         try:
             run_report(run_dir, command_of(config), resolved_yaml(config), str(config.get("task_name", "")))
         except Exception as e:  # noqa: BLE001 - the run is on disk already; its report must not hide it

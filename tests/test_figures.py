@@ -175,6 +175,6 @@ def test_gan_sample_grid_png_is_titled(tmp_path, make_cfg, monkeypatch):
     assert (tmp_path / "plots" / "samples_final.png").is_file()
     grids = [(sup, titles) for sup, titles in seen if any(t.startswith(("epoch", "after")) for t in titles)]
     assert grids, seen
-    for sup, titles in grids:
+    for sup, _ in grids:
         assert "data=digits" in sup and "step" in sup, sup
     assert any("modes" in t and "val/fd" in t for _, titles in grids for t in titles), grids

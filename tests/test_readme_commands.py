@@ -340,7 +340,8 @@ def test_doc_command_runs(cmd: Command, request, tmp_path):
     assert "<" not in text, f"a placeholder this test cannot fill: {text!r} ({', '.join(cmd.where)})"
     t0 = time.monotonic()
     try:
-        rc, out, err, argv = run_command(text, cwd, extra)
+        rc, out, err, argv = run_command(text, cwd, extra,  # every row of reproduce.py, quick: minutes each
+                                         timeout=2400 if "scripts/reproduce.py" in text else 600)
     finally:
         for h in held:
             h.close()

@@ -8,12 +8,14 @@ Each row is one Hydra multirun of `python train.py -m <overrides> seed=1,...,n` 
 `--jobs N`), with `hydra.sweep.dir` under `--workdir`; every job writes its `result.json` (status, steps, wall time and
 its test/* metrics), which this script reads. Torch gets `--threads` threads a job (OMP_NUM_THREADS and the sweep's
 `threads_per_job`). A row's mean is compared with its target and shown beside the published number. The table is
-rewritten after every row, merged by row key with what the file held (rows of families not run are kept), under a lock.
+rewritten after every row, merged by row key with what the file held (rows of families not run are kept), under a lock;
+the file's "Time to target" section (scripts/time_to_target.py's) is kept as it is, after the table.
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import fcntl
 import fnmatch
 import hashlib
@@ -248,27 +250,37 @@ def run_course(a, env: dict) -> list[dict]:
 
 
 DATA = re.compile(r"<!-- reproduce-data\n(.*?)\n-->", re.S)
+# scripts/time_to_target.py's section of the same file: kept as it is (re-emitted after this table) when merge rewrites
+KEEP = re.compile(r"<!-- time-to-target:start.*?<!-- time-to-target:end -->", re.S)
 
 
 README = ROOT / "README.md"
 MARKS = ("<!-- results:start (scripts/reproduce.py writes this table from docs/results.md) -->", "<!-- results:end -->")
 
 
+@contextlib.contextmanager
+def locked(out: Path):
+    """One lock per table file, outside the tree: parts of a reproduction (and scripts/time_to_target.py) write at once."""
+    tag = hashlib.sha1(str(out.resolve()).encode()).hexdigest()[:12]
+    with open(Path(tempfile.gettempdir()) / f"dlf-reproduce-{tag}.lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        yield
+
+
 def merge(out: Path, recs: list[dict], readme: Path | None = None) -> None:
     """Replace `recs`' rows (by key) in `out`, keep the others, rewrite the table; under a lock (parts run at once).
     `readme`: also rewrite the short table between MARKS there."""
     out.parent.mkdir(parents=True, exist_ok=True)
-    tag = hashlib.sha1(str(out.resolve()).encode()).hexdigest()[:12]  # one lock per table, outside the tree
-    with open(Path(tempfile.gettempdir()) / f"dlf-reproduce-{tag}.lock", "w") as lock:
-        fcntl.flock(lock, fcntl.LOCK_EX)
-        m = DATA.search(out.read_text()) if out.exists() else None
+    with locked(out):
+        old = out.read_text() if out.exists() else ""
+        m, kept = DATA.search(old), KEEP.search(old)
         rows = {r["key"]: r for r in json.loads(m.group(1))} if m else {}
         rows.update({r["key"]: r for r in recs})
         order = [r.key for r in ROWS]
         keys = sorted(rows, key=lambda k: (order.index(k) if k in order else
                                            (0.5 if k.startswith("xor_course") else len(order)), k))
         tmp = out.with_name(f".{out.name}.{os.getpid()}.tmp")
-        tmp.write_text(markdown([rows[k] for k in keys]))
+        tmp.write_text(markdown([rows[k] for k in keys]) + (f"\n{kept.group(0)}\n" if kept else ""))
         os.replace(tmp, out)
         text = readme.read_text() if readme and readme.exists() else ""
         if MARKS[0] in text and MARKS[1] in text:

@@ -78,6 +78,9 @@ EXEMPT: dict[str, str] = {  # regex, matched against the whole normalised comman
         "tests/test_health.py::test_lecture_claims runs the same five, asserts what it shows and draws it",
     r"OMP_NUM_THREADS=1 python scripts/bench_health\.py .*": "a benchmark of many minutes: "
         "tests/test_health.py::test_bench_health_runs runs it on one workload for one round",
+    r"python scripts/time_to_target\.py.*": "the time-to-target measurement: every headline's old and new recipes, "
+        "an hour of CPU on an idle machine: tests/test_time_to_target.py runs it --quick on lstm_mnist1d (old and new "
+        "seed 1) into a copy of docs/results.md",
     r".* trainer=gpu( .*)?": NO_CUDA,
     r".* trainer=ddp( .*)?": NO_CUDA + "; without CUDA it fails at start-up (docs/bad_inputs.md, tests/test_ddp.py)",
 }

@@ -165,17 +165,17 @@ def adding_figure(name: str, model, n: int = 300):
 
 
 def text_figure(model, prompt: str = "The ", top: int = 12):
-    """A sampled continuation of `prompt` (temperature 0.8, seed 0) as a text block, and P(next character) after it."""
+    """A sampled continuation of `prompt` (temperature 0.5, seed 0) as a text block, and P(next character) after it."""
     import textwrap
 
-    sample = model.sample(prompt, length=240, temperature=0.8, seed=SEED)
+    sample = model.sample(prompt, length=240, temperature=0.5, seed=SEED)
     probs = model.predict(prompt)
     chars, ps = list(probs)[:top], list(probs.values())[:top]
     fig, (ax_text, ax_bar) = plt.subplots(2, 1, figsize=(7.5, 4.2), gridspec_kw={"height_ratios": [0.8, 1]})
     ax_text.text(0.0, 1.0, "\n".join(textwrap.wrap(sample, 70)), family="monospace", fontsize=8.5, va="top",
                  transform=ax_text.transAxes)
     ax_text.set_axis_off()
-    ax_text.set_title(f"sampled after the prompt {prompt!r} (temperature 0.8, seed {SEED})", fontsize=9)
+    ax_text.set_title(f"sampled after the prompt {prompt!r} (temperature 0.5, seed {SEED})", fontsize=9)
     ax_bar.bar(range(len(chars)), ps, color="tab:blue")
     ax_bar.set_xticks(range(len(chars)), [repr(c) for c in chars], fontsize=8)
     ax_bar.set_xlabel(f"next character after {prompt!r} (the {top} most likely)")

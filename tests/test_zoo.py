@@ -375,3 +375,20 @@ def test_every_shipped_entry_exports_and_loads_back(tmp_path):
         state = orig.state_dict()
         assert back.state_dict().keys() == state.keys(), name
         assert all(torch.equal(v, state[k]) for k, v in back.state_dict().items()), name
+
+
+def test_zoo_docs_says_in_one_line_when_a_figure_s_data_is_absent(monkeypatch, capsys):
+    """A shipped model whose data is absent (Fashion-MNIST without Debian's package) stops the script with one line,
+    exit 2, before anything is written."""
+    from dlf.zoo import figures
+
+    docs = _zoo_docs()
+
+    def absent(*a, **k):
+        raise DlfError("data=fashion_mnist: files not found in data/FashionMNIST/raw")
+
+    monkeypatch.setattr(figures, "write", absent)
+    monkeypatch.setattr(docs, "PAGE", Path("/nonexistent/zoo.md"))  # a write would fail loudly
+    assert docs.main(["--data-dir", str(DATA_CACHE)]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err == f"zoo_docs: error: {SHIPPED[0]}'s figure: data=fashion_mnist: files not found in data/FashionMNIST/raw"

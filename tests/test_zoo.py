@@ -302,23 +302,31 @@ def test_every_shipped_model_s_figure_is_made_labelled_small_and_deterministic(t
     plt.close("all")
 
 
-@pytest.mark.parametrize("name", ["cnn_digits", "lstm_adding", "cnn_fashion"])
+LATER = ["cnn1d_mnist1d", "lstm_mnist1d", "lstm_adding", "cnn_digits", "cnn_fashion", "gan_grid", "dcgan_fashion"]
+
+
+@pytest.mark.parametrize("name", LATER)
 def test_an_entry_not_shipped_yet_has_its_figure_code_ready(name):
-    """The figures of entries whose weights come later (digits and Fashion images with their classes, the adding
-    problem's sums) draw with the same architecture's fresh weights, so shipping the weights is all that is left."""
+    """The figures of the entries whose weights come later (MNIST-1D signals, digits and Fashion images with their
+    classes, the adding problem's sums, the grid GAN's points, the Fashion DCGAN's grid) draw with the same
+    architecture's fresh weights, so shipping the weights is all that is left."""
     from dlf.callbacks.figures import plt
     from dlf.zoo import figures
 
-    if name == "cnn_fashion" and not Path("/usr/share/datasets/fashion-mnist").is_dir():
+    if name.endswith("fashion") and not Path("/usr/share/datasets/fashion-mnist").is_dir():
         pytest.skip("Fashion-MNIST is absent (Debian's dataset-fashion-mnist)")
     fig = figures.figure(name, zoo.get_model(name, pretrained=False), DATA_CACHE)
     _labelled(fig, name)
+    ax = fig.axes[0]
     if name == "lstm_adding":
-        ax = fig.axes[0]
         assert ax.get_xlabel() == "true sum" and ax.get_ylabel() == "predicted sum" and ax.get_legend()
         assert "T = 100" in ax.get_legend().get_texts()[0].get_text()
+    elif name == "gan_grid":
+        assert [t.get_text() for t in ax.get_legend().get_texts()] == ["generated", "real", "mode centres"]
+    elif name == "dcgan_fashion":
+        assert ax.get_title() == "64 samples of G (seed 0)" and ax.get_images()[0].get_array().shape[:2] == (233, 233)
     else:
-        assert all(ax.get_title().startswith("pred ") and " / true " in ax.get_title() for ax in fig.axes)
+        assert all(a.get_title().startswith("pred ") and " / true " in a.get_title() for a in fig.axes)
     plt.close(fig)
 
 

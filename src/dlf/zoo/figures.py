@@ -193,6 +193,8 @@ def points_figure(model, n: int = 2500):
     fig = scatter_figure(real, fake, centres, f"{n} samples of G (seed {SEED}), {n} real points")
     ax = fig.axes[0]
     ax.title.set_fontsize(9)
+    ax.legend(loc="upper left", bbox_to_anchor=(1.02, 1.0), fontsize=7, markerscale=2)  # beside: no mode hidden
+    fig.set_size_inches(6.0, 4.5)
     ax.set_xlabel("x1")
     ax.set_ylabel("x2")
     return fig

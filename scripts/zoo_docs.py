@@ -1,6 +1,8 @@
-"""Write docs/zoo.md from dlf's zoo registry (one table, then one card per model): `python scripts/zoo_docs.py`
-(`--check`: only say whether it is stale). tests/test_zoo.py fails when docs/zoo.md differs from what this writes.
-Never edit docs/zoo.md by hand."""
+"""Write docs/zoo.md from dlf's zoo registry (one table, then one card per model, each shipped model's card with its
+sample figure, docs/figures/zoo_NAME.png, drawn from its shipped weights by dlf.zoo.figures): `python
+scripts/zoo_docs.py [--data-dir DIR]` (DIR: where MNIST-1D is generated and cached, default data/). `--check` only says
+whether the page is stale or a shipped model's figure is missing or drawn from other weights (each PNG records the
+sha256 of its weights). tests/test_zoo.py fails when either is. Never edit docs/zoo.md or the figures by hand."""
 
 from __future__ import annotations
 
@@ -11,9 +13,11 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "src"))
 
 from dlf import zoo  # noqa: E402
+from dlf.zoo.figures import drawn_from, png_name  # noqa: E402
 from dlf.zoo.render import card_markdown, table  # noqa: E402
 
 PAGE = ROOT / "docs" / "zoo.md"
+FIGURES = ROOT / "docs" / "figures"
 
 
 def page() -> str:
@@ -26,19 +30,52 @@ def page() -> str:
             "registered with their command and train with `dlf-zoo train NAME`; `get_model(NAME, pretrained=False)` "
             "builds them with fresh weights. `dlf-zoo eval --all` re-evaluates every shipped model against its card; "
             "`torch.hub.load(<clone>, NAME, source=\"local\")` works through the clone's hubconf.py.\n\n")
-    return head + table(cards) + "\n\n" + "\n".join(card_markdown(c) for c in cards)
+    return head + table(cards) + "\n\n" + "\n".join(card_markdown(c) + figure_line(c) for c in cards)
+
+
+def figure_line(card: dict) -> str:
+    """The card's sample figure (a shipped model), or where it will come from."""
+    if not card.get("shipped"):
+        return "- **sample figure**: drawn from the weights once they ship (`python scripts/zoo_docs.py`)\n"
+    return f"\n![{card['name']}: its sample figure, drawn from the shipped weights](figures/{png_name(card['name'])})\n"
+
+
+def stale_figures() -> list[str]:
+    """What is wrong with the figures: a shipped model's missing or drawn from weights other than its card's."""
+    bad = []
+    for name in zoo.list_models():
+        path = FIGURES / png_name(name)
+        if zoo.shipped(name) and drawn_from(path) != zoo.card(name)["sha256"]:
+            bad.append(f"{path.relative_to(ROOT)} is {'missing' if not path.is_file() else 'drawn from other weights'}")
+    return bad
 
 
 def main(argv: list[str]) -> int:
     """`--check`: exit 1, saying so, when docs/zoo.md is not what the registry writes (the page is never changed)."""
-    if "--check" in argv:
-        if PAGE.is_file() and PAGE.read_text() == page():
-            print(f"{PAGE} is up to date")
+    import argparse
+
+    ap = argparse.ArgumentParser(description="write docs/zoo.md and the zoo's sample figures from the registry")
+    ap.add_argument("--check", action="store_true", help="only say whether the page or a figure is stale")
+    ap.add_argument("--data-dir", default=str(ROOT / "data"), help="where MNIST-1D is generated and cached")
+    args = ap.parse_args(argv)
+    if args.check:
+        problems = ([] if PAGE.is_file() and PAGE.read_text() == page() else [f"{PAGE} is stale"]) + stale_figures()
+        if not problems:
+            print(f"{PAGE} and its figures are up to date")
             return 0
-        print(f"{PAGE} is stale: run python scripts/zoo_docs.py", file=sys.stderr)
+        print("; ".join(problems) + ": run python scripts/zoo_docs.py", file=sys.stderr)
         return 1
+    from dlf.errors import DlfError
+    from dlf.zoo.figures import write
+
+    for name in filter(zoo.shipped, zoo.list_models()):
+        try:
+            print(f"wrote {write(name, FIGURES, args.data_dir).relative_to(ROOT)}", flush=True)
+        except DlfError as e:  # its data absent (Fashion-MNIST without Debian's package): one line, nothing written
+            print(f"zoo_docs: error: {name}'s figure: {e}", file=sys.stderr)
+            return 2
     PAGE.write_text(page())
-    print(f"wrote {PAGE}")
+    print(f"wrote {PAGE.relative_to(ROOT)}")
     return 0
 
 

@@ -231,10 +231,103 @@ def test_torch_hub_load_from_the_clone(tmp_path):
 
 
 def test_docs_zoo_md_is_what_the_registry_writes(tmp_path):
+    """docs/zoo.md is the registry's page and every shipped model's card shows its figure, drawn from the weights it
+    ships (the PNG's recorded sha256 is the card's); an entry not trained yet has no figure and says so."""
+    from dlf.zoo.figures import drawn_from
+
     r = subprocess.run([sys.executable, str(ROOT / "scripts" / "zoo_docs.py"), "--check"], cwd=tmp_path,
                        env=cli_env(tmp_path), capture_output=True, text=True)
     assert r.returncode == 0, r.stderr + " (run python scripts/zoo_docs.py)"
     assert "docs/zoo.md" in (ROOT / "README.md").read_text()
+    page = (ROOT / "docs" / "zoo.md").read_text()
+    for name in SHIPPED:
+        card = page[page.index(f"## {name}\n"):]
+        card = card[:card.find("\n## ", 1) if "\n## " in card[1:] else None]
+        assert f"](figures/zoo_{name}.png)" in card, name
+        assert drawn_from(ROOT / "docs" / "figures" / f"zoo_{name}.png") == zoo.card(name)["sha256"], name
+    for name in UNSHIPPED:
+        assert f"figures/zoo_{name}.png" not in page and not (ROOT / "docs" / "figures" / f"zoo_{name}.png").exists()
+
+
+def _zoo_docs():
+    spec = importlib.util.spec_from_file_location("zoo_docs", ROOT / "scripts" / "zoo_docs.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_zoo_docs_check_names_a_missing_figure_or_one_drawn_from_other_weights(tmp_path, monkeypatch, capsys):
+    docs = _zoo_docs()
+    figures = tmp_path / "figures"
+    shutil.copytree(ROOT / "docs" / "figures", figures)
+    monkeypatch.setattr(docs, "FIGURES", figures)
+    monkeypatch.setattr(docs, "ROOT", tmp_path)
+    assert docs.stale_figures() == [] and docs.main(["--check"]) == 0
+    (figures / "zoo_mlp_xor.png").unlink()
+    shutil.copy(figures / "zoo_gan_ring.png", figures / "zoo_mlp_mnist1d.png")  # another model's weights drew it
+    assert docs.stale_figures() == ["figures/zoo_mlp_xor.png is missing",
+                                    "figures/zoo_mlp_mnist1d.png is drawn from other weights"]
+    assert docs.main(["--check"]) == 1
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and err.endswith("run python scripts/zoo_docs.py") and "zoo_mlp_xor.png" in err
+
+
+def _labelled(fig, name: str) -> None:
+    """The suptitle names the model and what is shown; every drawn panel has a title or both axis labels."""
+    title = fig.get_suptitle()
+    assert title.startswith(f"{name}: ") and len(title) > len(name) + 10, title
+    panels = [ax for ax in fig.axes if ax.get_label() != "<colorbar>" and ax.axison]
+    for ax in panels:
+        assert ax.get_title() or (ax.get_xlabel() and ax.get_ylabel()), (name, ax)
+    assert any(ax.get_xlabel() for ax in panels) or name.startswith("dcgan") or name.startswith("cnn_"), name
+
+
+def test_every_shipped_model_s_figure_is_made_labelled_small_and_deterministic(tmp_path):
+    """dlf.zoo.figures draws each shipped model's figure from its weights (offline data only): labelled, under
+    100 kB, the weights' sha256 recorded in the PNG, the same bytes when drawn again (fixed seeds)."""
+    from dlf.callbacks.figures import plt
+    from dlf.zoo import figures
+
+    for name in SHIPPED:
+        fig = figures.figure(name, zoo.get_model(name), DATA_CACHE)
+        _labelled(fig, name)
+        plt.close(fig)
+        path = figures.write(name, tmp_path, DATA_CACHE)
+        assert path.name == f"zoo_{name}.png" and 1_000 < path.stat().st_size <= 100_000, (name, path.stat().st_size)
+        assert figures.drawn_from(path) == zoo.card(name)["sha256"]
+    again = figures.write("gan_ring", tmp_path / "again", DATA_CACHE)
+    assert again.read_bytes() == (tmp_path / "zoo_gan_ring.png").read_bytes()
+    legends = {n: [ax.get_legend() for ax in figures.figure(n, zoo.get_model(n), DATA_CACHE).axes] for n in ("gan_ring",)}
+    assert any(legends["gan_ring"])
+    plt.close("all")
+
+
+LATER = ["cnn1d_mnist1d", "lstm_mnist1d", "lstm_adding", "cnn_digits", "cnn_fashion", "gan_grid", "dcgan_fashion"]
+
+
+@pytest.mark.parametrize("name", LATER)
+def test_an_entry_not_shipped_yet_has_its_figure_code_ready(name):
+    """The figures of the entries whose weights come later (MNIST-1D signals, digits and Fashion images with their
+    classes, the adding problem's sums, the grid GAN's points, the Fashion DCGAN's grid) draw with the same
+    architecture's fresh weights, so shipping the weights is all that is left."""
+    from dlf.callbacks.figures import plt
+    from dlf.zoo import figures
+
+    if name.endswith("fashion") and not Path("/usr/share/datasets/fashion-mnist").is_dir():
+        pytest.skip("Fashion-MNIST is absent (Debian's dataset-fashion-mnist)")
+    fig = figures.figure(name, zoo.get_model(name, pretrained=False), DATA_CACHE)
+    _labelled(fig, name)
+    ax = fig.axes[0]
+    if name == "lstm_adding":
+        assert ax.get_xlabel() == "true sum" and ax.get_ylabel() == "predicted sum" and ax.get_legend()
+        assert "T = 100" in ax.get_legend().get_texts()[0].get_text()
+    elif name == "gan_grid":
+        assert [t.get_text() for t in ax.get_legend().get_texts()] == ["generated", "real", "mode centres"]
+    elif name == "dcgan_fashion":
+        assert ax.get_title() == "64 samples of G (seed 0)" and ax.get_images()[0].get_array().shape[:2] == (233, 233)
+    else:
+        assert all(a.get_title().startswith("pred ") and " / true " in a.get_title() for a in fig.axes)
+    plt.close(fig)
 
 
 def test_dlf_zoo_train_reproduces_the_shipped_card(weights, tmp_path):
@@ -290,3 +383,20 @@ def test_every_shipped_entry_exports_and_loads_back(tmp_path):
         state = orig.state_dict()
         assert back.state_dict().keys() == state.keys(), name
         assert all(torch.equal(v, state[k]) for k, v in back.state_dict().items()), name
+
+
+def test_zoo_docs_says_in_one_line_when_a_figure_s_data_is_absent(monkeypatch, capsys):
+    """A shipped model whose data is absent (Fashion-MNIST without Debian's package) stops the script with one line,
+    exit 2, before anything is written."""
+    from dlf.zoo import figures
+
+    docs = _zoo_docs()
+
+    def absent(*a, **k):
+        raise DlfError("data=fashion_mnist: files not found in data/FashionMNIST/raw")
+
+    monkeypatch.setattr(figures, "write", absent)
+    monkeypatch.setattr(docs, "PAGE", Path("/nonexistent/zoo.md"))  # a write would fail loudly
+    assert docs.main(["--data-dir", str(DATA_CACHE)]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err == f"zoo_docs: error: {SHIPPED[0]}'s figure: data=fashion_mnist: files not found in data/FashionMNIST/raw"

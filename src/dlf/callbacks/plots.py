@@ -64,6 +64,27 @@ class CostCurve(Figures):
         publish(trainer, "plots/cost_curve", fig, "cost_curve.png")
 
 
+@torch.no_grad()
+def boundary_figure(prob, x: torch.Tensor, y: torch.Tensor, title: str, resolution: int = 200):
+    """P(class 1) over the plane around the points x [N, 2] (labels y [N]), its 0.5 contour and the points: `prob`
+    maps a grid of points [M, 2] (x's device and dtype) to P(y = 1) [M]."""
+    lo, hi = x.min(0).values.cpu() - 0.5, x.max(0).values.cpu() + 0.5
+    g0, g1 = torch.meshgrid(torch.linspace(lo[0], hi[0], resolution),
+                            torch.linspace(lo[1], hi[1], resolution), indexing="xy")
+    grid = torch.stack([g0.reshape(-1), g1.reshape(-1)], 1).to(x.device, x.dtype)
+    p = prob(grid).reshape(g0.shape).float().cpu().numpy()
+    fig, ax = plt.subplots(figsize=(4.5, 4))
+    cs = ax.contourf(g0.numpy(), g1.numpy(), p, levels=np.linspace(0, 1, 21), cmap="RdBu_r", alpha=0.8)
+    ax.contour(g0.numpy(), g1.numpy(), p, levels=[0.5], colors="k", linewidths=1.5)
+    xc, yc = x.cpu().numpy(), y.cpu().numpy()
+    ax.scatter(xc[:, 0], xc[:, 1], c=yc, cmap="RdBu_r", edgecolors="k", s=60 if len(xc) <= 16 else 12, vmin=0, vmax=1)
+    fig.colorbar(cs, ax=ax, label="P(y = 1)")
+    ax.set_xlabel("x1")
+    ax.set_ylabel("x2")
+    ax.set_title(title)
+    return fig
+
+
 class DecisionBoundary(Figures):
     """For 2-D inputs: P(class 1) over the plane with the training points, at the end of fit. For tiny training sets
     (XOR) it also prints each point's prediction and logs them as text and scalars."""
@@ -82,20 +103,9 @@ class DecisionBoundary(Figures):
         x, y = dm.train[0].to(pl_module.device, dtype), dm.train[1]
         was_training = pl_module.training
         pl_module.eval()
-        lo, hi = x.min(0).values.cpu() - 0.5, x.max(0).values.cpu() + 0.5
-        g0, g1 = torch.meshgrid(torch.linspace(lo[0], hi[0], self.resolution),
-                                torch.linspace(lo[1], hi[1], self.resolution), indexing="xy")
-        grid = torch.stack([g0.reshape(-1), g1.reshape(-1)], 1).to(pl_module.device, x.dtype)
-        p = pl_module(grid)[:, 0].reshape(g0.shape).float().cpu().numpy()
-        fig, ax = plt.subplots(figsize=(4.5, 4))
-        cs = ax.contourf(g0.numpy(), g1.numpy(), p, levels=np.linspace(0, 1, 21), cmap="RdBu_r", alpha=0.8)
-        ax.contour(g0.numpy(), g1.numpy(), p, levels=[0.5], colors="k", linewidths=1.5)
+        fig = boundary_figure(lambda grid: pl_module(grid)[:, 0], x, y[:, 0], f"Decision boundary ({facts.name})",
+                              self.resolution)
         xc, yc = x.cpu().numpy(), y[:, 0].cpu().numpy()
-        ax.scatter(xc[:, 0], xc[:, 1], c=yc, cmap="RdBu_r", edgecolors="k", s=60 if len(xc) <= 16 else 12, vmin=0, vmax=1)
-        fig.colorbar(cs, ax=ax, label="P(y = 1)")
-        ax.set_xlabel("x1")
-        ax.set_ylabel("x2")
-        ax.set_title(f"Decision boundary ({facts.name})")
         publish(trainer, "plots/decision_boundary", fig, "decision_boundary.png")
 
         if len(x) <= self.print_points_up_to:

@@ -32,9 +32,9 @@ def test_digits_target(tmp_path, make_cfg):
 
 @pytest.mark.slow
 def test_mnist1d_target(tmp_path, make_cfg):
-    """`python train.py experiment=cnn1d_mnist1d`: test accuracy >= 94% on MNIST-1D, the paper's CNN number (the MLP
-    reaches about 66%; seed 42 gave 96.6%, without the shift augmentation 91.9%)."""
-    m = _run(["experiment=cnn1d_mnist1d"], tmp_path, make_cfg)
+    """`python train.py experiment=cnn1d_mnist1d seed=1`: test accuracy >= 94% on MNIST-1D, the paper's CNN number (the
+    MLP reaches about 66%). 60 epochs: 96.1% on seed 1 (160 epochs: 95.9%; without the shift augmentation 91.9%)."""
+    m = _run(["experiment=cnn1d_mnist1d", "seed=1"], tmp_path, make_cfg)
     assert m["test/acc"] >= 0.94, m
 
 

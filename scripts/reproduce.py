@@ -34,7 +34,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
-FAMILIES = ("xor", "mnist1d", "adding", "adding1997", "text", "digits", "gan_ring", "gan_grid", "dcgan")
+FAMILIES = ("xor", "mnist1d", "adding", "adding1997", "text", "digits", "fashion", "gan_ring", "gan_grid", "dcgan")
 SHORT = ["trainer.max_epochs=1", "trainer.limit_train_batches=3", "trainer.limit_val_batches=2"]  # --quick budgets
 SEQ = ["trainer.max_time=null"]  # a fixed budget: steps, not a wall clock that depends on the machine's load
 PUB_1D = "MNIST-1D paper: "
@@ -106,6 +106,10 @@ ROWS = [
         "unigram perplexity 20.1"),
     Row("digits_cnn", "digits", "8x8 digits, CNN (model=cnn)", ["model=cnn"], [("test/acc", "pct")],
         [("test/acc", ">=", 0.985)], "≥ 98.5%", "scikit-learn's SVC 99.1%"),
+    Row("cnn_fashion", "fashion", "Fashion-MNIST, CNN (experiment=cnn_fashion)", ["experiment=cnn_fashion"],
+        [("test/acc", "pct")], [("test/acc", ">=", 0.932)], "≥ 93.2%",
+        "Fashion-MNIST benchmark: 2 conv + 3 FC 93.2%, 3 conv + pooling + 2 FC 92.6%",
+        quick=["trainer.max_epochs=1", "trainer.max_steps=20", "trainer.limit_val_batches=2"]),
     Row("gan_ring", "gan_ring", "GAN, ring of 8 Gaussians (model=gan)", ["model=gan"],
         [("test/modes", "modes8"), ("test/high_quality", "%")],
         [("test/modes", ">=", 8), ("test/high_quality", ">=", 90)], "8/8 modes, ≥ 90% high quality",

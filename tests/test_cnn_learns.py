@@ -44,9 +44,8 @@ def test_mnist1d_target(tmp_path, make_cfg):
                     reason="no Fashion-MNIST files in /usr/share/datasets/fashion-mnist: "
                            "apt-get install dataset-fashion-mnist")
 def test_fashion_target(tmp_path, make_cfg):
-    """`python train.py experiment=cnn_fashion seed=1`: test accuracy >= 92.5% on the 10,000 Fashion-MNIST test
-    images (the benchmark table's 2-conv CNN); seed 1 reached 92.74%, the earlier recipe 92.09%. The issue's 93.2%
-    (2 conv + 3 FC) is not reached by this recipe yet: raise the bar with the recipe that does (docs/cnn.md).
-    About 10 CPU-minutes."""
+    """`python train.py experiment=cnn_fashion seed=1`: test accuracy >= 93.2% on the 10,000 Fashion-MNIST test
+    images, past the benchmark table's simple CNNs (2 conv + 3 FC: 93.2%); seed 1 reached 93.34% (20 epochs, batch
+    norm, flips and 1-pixel shifts; the 10-epoch recipe before it 92.74%, the first one 92.09%). About 19 CPU-minutes."""
     m = _run(["experiment=cnn_fashion", "seed=1"], tmp_path, make_cfg)
-    assert m["test/acc"] >= 0.925, m
+    assert m["test/acc"] >= 0.932, m

@@ -64,14 +64,15 @@ HEADLINES = [
                   "trainer.max_steps=2500"],
              new=["experiment=lstm_adding", "trainer.max_time=null"], quick=ADDING_QUICK),
     Headline("cnn_digits", "CNN, 8x8 digits", "test accuracy ≥ 98.5%", "test/acc >= 0.985",
-             old=["model=cnn"], new=["model=cnn"]),
+             old=["model=cnn", "trainer.max_epochs=80"], new=["model=cnn"]),
     Headline("lstm_mnist1d", "LSTM, MNIST-1D", "test accuracy ≥ 97%", "test/acc >= 0.97",
-             old=["experiment=lstm_mnist1d"], new=["experiment=lstm_mnist1d"]),
+             old=["experiment=lstm_mnist1d", "trainer.max_epochs=30"], new=["experiment=lstm_mnist1d"]),
     Headline("cnn1d_mnist1d", "1-D CNN, MNIST-1D", "test accuracy ≥ 94%", "test/acc >= 0.94",
-             old=["experiment=cnn1d_mnist1d"], new=["experiment=cnn1d_mnist1d"]),
+             old=["experiment=cnn1d_mnist1d", "trainer.max_epochs=160"], new=["experiment=cnn1d_mnist1d"]),
     Headline("gan_grid", "GAN, grid of 25 Gaussians", "≥ 24/25 modes, ≥ 90% high quality",
              "test/modes >= 24 and test/high_quality >= 90",  # high_quality is logged in percent
-             old=["experiment=gan_grid"], new=["experiment=gan_grid"], quick=GAN_QUICK),
+             old=["experiment=gan_grid", "trainer.max_epochs=30", "model.g_ema=0.999"], new=["experiment=gan_grid"],
+             quick=GAN_QUICK),
 ]
 
 OPS = {"<": operator.lt, "<=": operator.le, ">": operator.gt, ">=": operator.ge}

@@ -64,7 +64,7 @@ HEADLINES = [
                   "trainer.max_steps=2500"],
              new=["experiment=lstm_adding", "trainer.max_time=null"], quick=ADDING_QUICK),
     Headline("cnn_digits", "CNN, 8x8 digits", "test accuracy ≥ 98.5%", "test/acc >= 0.985",
-             old=["model=cnn", "trainer.max_epochs=80"], new=["model=cnn"]),
+             old=["model=cnn"], new=["model=cnn", "trainer.max_epochs=40"]),  # measured; the default stays 80
     Headline("lstm_mnist1d", "LSTM, MNIST-1D", "test accuracy ≥ 97%", "test/acc >= 0.97",
              old=["experiment=lstm_mnist1d", "trainer.max_epochs=30"], new=["experiment=lstm_mnist1d"]),
     Headline("cnn1d_mnist1d", "1-D CNN, MNIST-1D", "test accuracy ≥ 94%", "test/acc >= 0.94",

@@ -67,6 +67,13 @@ def test_wheel_installs_and_trains_from_any_folder(tmp_path):
             "print(z.weights_path('mlp_xor')); print([round(float(v)) for v in p])")
     out = subprocess.check_output([str(py), "-c", code], cwd=elsewhere, env=_plain_env(), text=True).split("\n")
     assert out[0].startswith(str(own)) and out[1] == "[0, 1, 1, 0]", out
+    # the issue's three lines: the digits CNN from the installed package on load_digits()'s raw test images
+    code = ("import dlf, numpy as np; from sklearn.datasets import load_digits; d = load_digits(); "
+            "i = dlf.zoo.test_split('cnn_digits'); m = dlf.zoo.get_model('cnn_digits'); "
+            "print(int((np.asarray(m.predict(d.images[i])) == d.target[i]).sum()), len(i), "
+            "dlf.zoo.card('cnn_digits')['test']['test/acc'])")
+    correct, n, acc = subprocess.check_output([str(py), "-c", code], cwd=elsewhere, env=_plain_env(), text=True).split()
+    assert int(correct) == round(float(acc) * int(n)), (correct, n, acc)
     r = subprocess.run([str(venv / "bin" / "dlf-zoo"), "eval", "mlp_xor", "--data-dir", "data"], cwd=elsewhere,
                        env=_plain_env(), capture_output=True, text=True, timeout=600)
     assert r.returncode == 0 and "mlp_xor: ok" in r.stdout, r.stdout + r.stderr[-2000:]

@@ -81,7 +81,7 @@ def test_eval_fails_when_a_card_s_number_differs(weights, capsys):
     assert line.startswith("mlp_xor: FAILED: ") and "num_params 21 != card's 22" in line and "test/loss" in line
 
 
-@pytest.mark.parametrize("name", ["mlp_mnist1d", "rnn_mnist1d"])
+@pytest.mark.parametrize("name", ["mlp_mnist1d", "rnn_mnist1d", "cnn1d_mnist1d", "lstm_mnist1d"])
 def test_mnist1d_classifiers_predict_on_the_raw_test_split_scores_the_card_exactly(name):
     from dlf.data.mnist1d import load_or_make
 
@@ -92,6 +92,55 @@ def test_mnist1d_classifiers_predict_on_the_raw_test_split_scores_the_card_exact
     correct = int((model.predict(x[idx].numpy()) == y[idx]).sum())
     acc = zoo.card(name)["test"]["test/acc"]  # logged as float32: the same count of correct answers
     assert correct == round(acc * len(idx)) and abs(correct / len(idx) - acc) < 1e-6, (correct, acc)
+
+
+def _correct_is_the_card_s(name: str, predicted, truth) -> None:
+    import numpy as np
+
+    correct = int((np.asarray(predicted) == np.asarray(truth)).sum())
+    acc = zoo.card(name)["test"]["test/acc"]  # logged as float32: the same count of correct answers
+    assert correct == round(acc * len(truth)) and abs(correct / len(truth) - acc) < 1e-6, (correct, acc)
+
+
+def test_cnn_digits_classifies_raw_load_digits_at_the_card_s_accuracy():
+    """The issue's three lines: `m = dlf.zoo.get_model("cnn_digits"); m.predict(images)` on load_digits()'s raw 8x8
+    images (0-16) of its test split, single image and batch alike."""
+    from sklearn.datasets import load_digits
+
+    digits = load_digits()
+    idx = zoo.test_split("cnn_digits")
+    m = dlf.zoo.get_model("cnn_digits")
+    predicted = m.predict(digits.images[idx])
+    _correct_is_the_card_s("cnn_digits", predicted, digits.target[idx])
+    assert int(m.predict(digits.images[idx[0]])) == int(predicted[0])
+
+
+def test_cnn_fashion_classifies_raw_uint8_test_images_at_the_card_s_accuracy():
+    """Raw 28x28 uint8 Fashion-MNIST test images (torchvision's order) -> classes: the card's test accuracy exactly.
+    Debian's dataset-fashion-mnist provides the files (.ci/run installs it); without them, skipped except under CI."""
+    import os
+
+    from dlf.data.vision import load_torchvision
+
+    try:
+        *_, x_test, y_test = load_torchvision("fashion_mnist", DATA_CACHE, False, "/usr/share/datasets/fashion-mnist")
+    except DlfError as e:
+        if os.environ.get("CI", "").lower() == "true":
+            raise
+        pytest.skip(str(e))
+    idx = zoo.test_split("cnn_fashion")
+    _correct_is_the_card_s("cnn_fashion", zoo.get_model("cnn_fashion").predict(x_test[idx]), y_test[idx])
+
+
+def test_lstm_adding_from_torch_hub_sums_fresh_sequences():
+    """`torch.hub.load(<clone>, "lstm_adding", source="local")` and its predict on 1,000 fresh adding sequences
+    (T = 100, a seed of their own, never seen in training): MSE < 0.01 (always answering 1: 0.167)."""
+    from dlf.data.adding import make_adding
+
+    x, y = make_adding(1000, 100, torch.Generator().manual_seed(2026))
+    model = torch.hub.load(str(ROOT), "lstm_adding", source="local")
+    mse = float(((torch.as_tensor(model.predict(x)).reshape(-1) - y.reshape(-1)) ** 2).mean())
+    assert mse < 0.01, mse
 
 
 def test_xor_from_the_zoo_solves_xor_as_its_card_says():

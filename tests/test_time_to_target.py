@@ -74,7 +74,7 @@ def test_only_merges_by_key_and_reproduce_merge_keeps_the_section(tmp_path):
     assert [r["key"] for r in recs] == ["cnn_digits", "lstm_mnist1d"]  # the order of HEADLINES
     assert recs[1]["runs"][1]["cpu_s"] == 30.0
     sec = ttt.SECTION.search(out.read_text()).group(0)
-    assert "| 70 (1 seed) | `model=cnn` | 33 (2 seeds) | 47% |" in sec and "| 40 (1 seed) |" in sec
+    assert "| 70 (1 seed) | `model=cnn trainer.max_epochs=40` | 33 (2 seeds) | 47% |" in sec and "| 40 (1 seed) |" in sec
 
     row = {"key": "digits_cnn", "family": "digits", "name": "8x8 digits, CNN", "command": "c", "seeds": 1, "ok": 1,
            "errors": [], "metrics": [["test/acc", "pct"]], "target": [], "target_text": "report", "published": "—",

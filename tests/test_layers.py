@@ -26,7 +26,7 @@ SHIMS = {
     "dlf.cli": ("dlf.run.cli", "configs of old run dirs (hydra.callbacks: dlf.cli.Startup), console scripts of older "
                                "installs (dlf-train = dlf.cli:cli)"),
     "dlf.train": ("dlf.run.train", "the notebooks (dlf.train.run, dlf.train.CONFIG_DIR)"),
-    "dlf.checkpoint": ("dlf.run.checkpoint", "the notebooks and notebooks/checkpoints/README.md (load_system)"),
+    "dlf.checkpoint": ("dlf.run.checkpoint", "the notebooks (load_system)"),
     "dlf.speed": ("dlf.run.speed", "notebook 04 of earlier clones (model_config)"),
     "dlf.sweep": ("dlf.run.sweep", "old run dirs' .hydra/ (dlf.sweep.SweepSummary; --experimental-rerun)"),
     "dlf.compare": ("dlf.tools.compare", "`python -m dlf.compare`, console scripts of older installs"),

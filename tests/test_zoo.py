@@ -132,6 +132,21 @@ def test_cnn_fashion_classifies_raw_uint8_test_images_at_the_card_s_accuracy():
     _correct_is_the_card_s("cnn_fashion", zoo.get_model("cnn_fashion").predict(x_test[idx]), y_test[idx])
 
 
+def test_lstm_adding_s_predict_on_its_test_split_gives_the_card_s_mse():
+    """The regressor's predict on the (N, T, 2) sequences of its test split (zoo.test_split: the generated test set,
+    rebuilt from the card's data config) gives the card's test MSE to 1e-6."""
+    from hydra.utils import instantiate
+
+    card = zoo.card("lstm_adding")
+    dm = instantiate(dict(card["data_config"]))
+    dm.prepare()
+    x, y = dm.test
+    idx = torch.as_tensor(zoo.test_split("lstm_adding"))
+    pred = torch.as_tensor(zoo.get_model("lstm_adding").predict(x[idx])).reshape(-1)
+    mse = float(((pred - y[idx].reshape(-1)) ** 2).mean())
+    assert abs(mse - card["test"]["test/mse"]) <= 1e-6, (mse, card["test"]["test/mse"])
+
+
 def test_lstm_adding_from_torch_hub_sums_fresh_sequences():
     """`torch.hub.load(<clone>, "lstm_adding", source="local")` and its predict on 1,000 fresh adding sequences
     (T = 100, a seed of their own, never seen in training): MSE < 0.01 (always answering 1: 0.167)."""

@@ -102,8 +102,8 @@ def test_a_linear_schedule_needs_a_finite_run(model, limit, make_cfg, tmp_path):
         run(cfg)
 
 
-def test_lstm_mnist1d_is_the_lstm_with_a_linear_decay_over_30_epochs_of_batches_of_50():
+def test_lstm_mnist1d_is_the_lstm_with_a_linear_decay_over_18_epochs_of_batches_of_50():
     cfg = _compose(["experiment=lstm_mnist1d"])
     assert (cfg.model.net._target_, cfg.data._target_) == ("dlf.nets.lstm.build_lstm", "dlf.data.mnist1d.MNIST1DDataModule")
-    assert (cfg.data.batch_size, cfg.trainer.max_epochs, cfg.trainer.max_steps, cfg.optimizer.lr) == (50, 30, -1, 0.01)
+    assert (cfg.data.batch_size, cfg.trainer.max_epochs, cfg.trainer.max_steps, cfg.optimizer.lr) == (50, 18, -1, 0.01)
     assert cfg.scheduler._target_ == "torch.optim.lr_scheduler.LinearLR"

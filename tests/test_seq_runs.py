@@ -1,6 +1,7 @@
 """Whole runs of model=rnn / model=lstm through dlf.run.train.run: smoke runs, bad input, learning, sampling."""
 
 import pytest
+import torch
 from omegaconf import OmegaConf, open_dict
 
 from dlf.errors import DlfError
@@ -115,11 +116,17 @@ def test_lstm_mnist1d_reaches_85_percent(tmp_path, make_cfg):
 
 @pytest.mark.slow
 def test_lstm_mnist1d_experiment_reaches_97_percent(tmp_path, make_cfg):
-    """`python train.py experiment=lstm_mnist1d seed=1` (18 epochs of batch 50, Adam 1e-2 decaying to zero): test
-    accuracy >= 97% (97.3% on seed 1; docs/results.md)."""
-    cfg = make_cfg(["experiment=lstm_mnist1d", "seed=1", "logger=none"], tmp_path, fast=False)
-    assert cfg.trainer.max_epochs == 18
-    assert run(cfg)["test/acc"] >= 0.97
+    """`OMP_NUM_THREADS=1 python train.py experiment=lstm_mnist1d seed=1` (18 epochs of batch 50, Adam 1e-2 decaying
+    to zero): test accuracy >= 97% (97.3% on seed 1; docs/results.md's row and the zoo's card, both one thread).
+    One thread as measured: with two, seed 1 ends at 96.9% (the margin is thin; docs/sequence.md)."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        cfg = make_cfg(["experiment=lstm_mnist1d", "seed=1", "logger=none"], tmp_path, fast=False)
+        assert cfg.trainer.max_epochs == 18
+        assert run(cfg)["test/acc"] >= 0.97
+    finally:
+        torch.set_num_threads(threads)
 
 
 @pytest.mark.slow

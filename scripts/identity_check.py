@@ -56,6 +56,8 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
+from dlf.faults import atomic_write_text
+
 REPO = Path(__file__).resolve().parents[1]
 COMMON = ["logger=csv", "trainer=cpu", "trainer.deterministic=true"]
 MANIFEST = "manifest.json"
@@ -315,9 +317,7 @@ def write_manifest(out: Path, wall_s: float | None = None, was: list[str] = ()) 
         manifest["configs"][cfg.name] = {"overrides": cfg.overrides, "resume_overrides": cfg.resume_overrides,
                                          **describe_run(run, norm, out / cfg.name / STAGE1 if cfg.resume_overrides
                                                         else None)}
-    tmp = path.with_suffix(".tmp")
-    tmp.write_text(json.dumps(manifest, indent=1, sort_keys=False) + "\n")
-    tmp.replace(path)
+    atomic_write_text(path, json.dumps(manifest, indent=1, sort_keys=False) + "\n")
     return path
 
 

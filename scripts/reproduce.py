@@ -33,6 +33,8 @@ from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
 
+from dlf.faults import atomic_write_text
+
 ROOT = Path(__file__).resolve().parents[1]
 FAMILIES = ("xor", "mnist1d", "adding", "adding1997", "text", "digits", "fashion", "gan_ring", "gan_grid", "dcgan")
 SHORT = ["trainer.max_epochs=1", "trainer.limit_train_batches=3", "trainer.limit_val_batches=2"]  # --quick budgets
@@ -283,14 +285,12 @@ def merge(out: Path, recs: list[dict], readme: Path | None = None) -> None:
         order = [r.key for r in ROWS]
         keys = sorted(rows, key=lambda k: (order.index(k) if k in order else
                                            (0.5 if k.startswith("xor_course") else len(order)), k))
-        tmp = out.with_name(f".{out.name}.{os.getpid()}.tmp")
-        tmp.write_text(markdown([rows[k] for k in keys]) + (f"\n{kept.group(0)}\n" if kept else ""))
-        os.replace(tmp, out)
+        atomic_write_text(out, markdown([rows[k] for k in keys]) + (f"\n{kept.group(0)}\n" if kept else ""))
         text = readme.read_text() if readme and readme.exists() else ""
         if MARKS[0] in text and MARKS[1] in text:
             head, rest = text.split(MARKS[0], 1)
             short = [rows[k] for k in keys if not k.startswith("xor_course") or k == "xor_course_0.01_10000"]
-            readme.write_text(head + MARKS[0] + "\n" + short_table(short) + MARKS[1] + rest.split(MARKS[1], 1)[1])
+            atomic_write_text(readme, head + MARKS[0] + "\n" + short_table(short) + MARKS[1] + rest.split(MARKS[1], 1)[1])
 
 
 def short_table(rows: list[dict]) -> str:

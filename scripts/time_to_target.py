@@ -37,6 +37,8 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
 
+from dlf.faults import atomic_write_text
+
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "scripts"))
 import reproduce  # noqa: E402  (scripts/reproduce.py: environment(), SHORT, the file's lock)
@@ -251,9 +253,7 @@ def merge(out: Path, recs: list[dict]) -> None:
         new = section(sorted(rows.values(), key=lambda r: (keys.index(r["key"]) if r["key"] in keys else len(keys),
                                                             r["key"])))
         text = text[:m.start()] + new + text[m.end():] if m else text.rstrip("\n") + ("\n\n" if text else "") + new + "\n"
-        tmp = out.with_name(f".{out.name}.{os.getpid()}.tmp")
-        tmp.write_text(text)
-        os.replace(tmp, out)
+        atomic_write_text(out, text)
 
 
 # ---- the command line ------------------------------------------------------------------------------------------------

@@ -5,17 +5,21 @@
 - `explain_write_error(e, run_dir)`: for any exception whose chain holds such an OSError (a TensorBoard event write
   fails in its writer thread and surfaces later, a figure's savefig fails half-way), the same one line. The file is
   the OSError's own `filename`, else the file object or path the failing frame was writing, else the run dir.
+- `atomic_write(path)`, `atomic_write_text(path, text)`: every file dlf writes whole (checkpoints, caches, result.json,
+  pages, manifests) goes to `.<name>.<pid>.<random>.tmp` beside it, is fsynced and `os.replace`d over it: a reader, a
+  second process or a kill mid-write sees the old file or the complete new one, never a torn mix.
 - `whole_or_absent(path)`: a figure whose write fails half-way is removed, not left truncated.
 - `quiet_writer_threads()`: a TensorBoard writer thread that hits a full disk does not print its own traceback; the
   main thread re-raises the same error at the next write or flush, and dlf reports it in one line.
 - `remove_stale_temps(folder)`: temporary checkpoint files (`.<name>.<pid>.<random>.tmp`, see
-  `dlf.run.checkpoint.atomic_save`) left by a writer that was killed are removed at the next start.
+  `atomic_write`) left by a checkpoint writer that was killed are removed at the next start.
 """
 
 from __future__ import annotations
 
 import errno
 import os
+import secrets
 import threading
 from contextlib import contextmanager
 from pathlib import Path
@@ -96,6 +100,44 @@ def _alive(pid: int) -> bool:
     except PermissionError:
         return True
     return True
+
+
+@contextmanager
+def atomic_write(path, mode: str = "wb", tmp_prefix: str | None = None):
+    """A file object on a temporary file beside `path`; when the block ends cleanly it is flushed, fsynced and
+    `os.replace`d over `path` (atomic on POSIX, the same file system), and the folder is fsynced so the rename lasts.
+    If the block raises, the temporary file goes and `path` is untouched. The temporary file is
+    `<tmp_prefix or .name>.<pid>.<random>.tmp` (the pid tells `remove_stale_temps` whether its writer is alive), made
+    with the umask's permissions like any new file (tempfile.mkstemp would make it 0600, and a replaced file keeps
+    them). Text modes are UTF-8."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f"{tmp_prefix or '.' + path.name}.{os.getpid()}.{secrets.token_hex(4)}.tmp")
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666)
+    try:
+        with os.fdopen(fd, mode, **({} if "b" in mode else {"encoding": "utf-8"})) as f:
+            yield f
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
+    try:  # make the rename itself durable
+        folder = os.open(path.parent, os.O_RDONLY)
+        try:
+            os.fsync(folder)
+        finally:
+            os.close(folder)
+    except OSError:  # pragma: no cover - some file systems refuse fsync on folders
+        pass
+
+
+def atomic_write_text(path, text: str) -> Path:
+    """`Path.write_text` (UTF-8), whole or not at all (see `atomic_write`)."""
+    with atomic_write(path, "w") as f:
+        f.write(text)
+    return Path(path)
 
 
 @contextmanager

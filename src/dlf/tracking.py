@@ -31,6 +31,8 @@ from lightning.pytorch.loggers.logger import rank_zero_experiment
 from lightning.pytorch.utilities.rank_zero import rank_zero_only
 from omegaconf import OmegaConf
 
+from dlf.faults import atomic_write_text
+
 RUNS_FILE = "trackers.json"  # {"mlflow": {"run_id", "experiment_id", "tracking_uri"}, "wandb": {"id", "project"}}
 
 
@@ -49,10 +51,7 @@ def remember(run_dir, tracker: str, info: dict) -> None:
     except (OSError, ValueError):
         data = {}
     data[tracker] = info
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp")
-    tmp.write_text(json.dumps(data, indent=2) + "\n")
-    os.replace(tmp, path)
+    atomic_write_text(path, json.dumps(data, indent=2) + "\n")
 
 
 def run_name(run_dir) -> str:

@@ -29,14 +29,14 @@ from __future__ import annotations
 
 import json
 import math
-import os
-import tempfile
 import time
 from pathlib import Path
 from typing import Any
 
 import lightning as L
 from lightning.pytorch.loggers import TensorBoardLogger
+
+from dlf.faults import atomic_write
 
 GROUPS = ("model", "data", "optimizer", "scheduler", "trainer", "experiment", "debug")  # a column each, when chosen
 SKIP_KEYS = ("ckpt_path", "hparams_search", "paths", "hydra")  # where files are, not how the model was trained
@@ -281,12 +281,10 @@ def fix_run(run_dir: Path) -> list[Path]:
                 raw = event.SerializeToString()
             records.append(raw)
         if changed:
-            fd, tmp = tempfile.mkstemp(prefix=".fix.", dir=path.parent)
-            with os.fdopen(fd, "wb") as f:
+            with atomic_write(path, tmp_prefix=".fix") as f:  # a temp name without "tfevents": no reader takes it
                 writer = RecordWriter(f)
                 for raw in records:
                     writer.write(raw)
-            os.replace(tmp, path)
             fixed.append(path)
     return fixed
 

@@ -16,12 +16,13 @@ from __future__ import annotations
 import fcntl
 import os
 import sys
-import tempfile
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Callable
 
 import torch
+
+from dlf.faults import atomic_write
 
 
 def _load(path: Path) -> dict:
@@ -40,16 +41,8 @@ def _folder_lock(folder: Path):
 
 
 def _write(obj, path: Path) -> None:
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.{os.getpid()}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as f:
-            torch.save(obj, f)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)  # atomic on POSIX: readers see the old state or the whole new file
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    with atomic_write(path) as f:  # readers see no file or the whole new one
+        torch.save(obj, f)
 
 
 def _warn(path: Path, e: Exception) -> None:

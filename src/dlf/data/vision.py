@@ -10,7 +10,6 @@ data dir once, where torchvision reads them.
 from __future__ import annotations
 
 import gzip
-import os
 import shutil
 from pathlib import Path
 
@@ -19,6 +18,7 @@ import torch
 
 from dlf.data.base import DataFacts, InMemoryDataModule
 from dlf.errors import DlfError, require
+from dlf.faults import atomic_write
 
 # name -> (torchvision class, folder it reads under root, files it needs there, image shape)
 DATASETS = {
@@ -37,10 +37,8 @@ def _unpack_gz(folder: Path, files) -> None:
     for name in files:
         raw, gz = folder / name, folder / (name + ".gz")
         if not raw.exists() and gz.exists():
-            tmp = raw.with_suffix(".part")
-            with gzip.open(gz, "rb") as src, open(tmp, "wb") as dst:
+            with gzip.open(gz, "rb") as src, atomic_write(raw) as dst:  # DDP ranks unpacking at once: each its own temp
                 shutil.copyfileobj(src, dst)
-            tmp.replace(raw)
 
 
 def _from_system_dir(folder: Path, files, system_dir: str | Path | None) -> str:
@@ -56,10 +54,8 @@ def _from_system_dir(folder: Path, files, system_dir: str | Path | None) -> str:
     for name in files:
         raw = folder / name
         if not raw.exists():
-            tmp = raw.with_suffix(f".part{os.getpid()}")
-            with gzip.open(src / (name + ".gz"), "rb") as fin, open(tmp, "wb") as fout:
+            with gzip.open(src / (name + ".gz"), "rb") as fin, atomic_write(raw) as fout:
                 shutil.copyfileobj(fin, fout)
-            tmp.replace(raw)
     return ""
 
 

@@ -13,6 +13,7 @@ from pathlib import Path
 import torch
 
 from dlf.errors import require
+from dlf.faults import atomic_write
 from dlf.nets.mlp import build_mlp
 
 HIDDEN = [256, 256]
@@ -53,10 +54,8 @@ def load_or_train(cache: str | os.PathLike | None, x: torch.Tensor, y: torch.Ten
         return net.eval()
     net = train_classifier(x, y, num_classes, epochs=epochs)
     if path is not None:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_suffix(f".tmp{os.getpid()}")
-        torch.save(net.state_dict(), tmp)
-        os.replace(tmp, path)
+        with atomic_write(path) as f:
+            torch.save(net.state_dict(), f)
     return net
 
 

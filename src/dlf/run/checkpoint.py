@@ -17,16 +17,14 @@ trained with, the data name, the run dir, and the RNG states, so the checks abov
 
 from __future__ import annotations
 
-import os
 import re
-import tempfile
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from dlf.errors import DlfError
-from dlf.faults import write_failed
+from dlf.faults import atomic_write, write_failed
 from dlf.systems.saved import run_dir_of, saved_config  # noqa: F401  (here since dlf 0.1: tools and tests name them)
 
 
@@ -47,32 +45,12 @@ def atomic_save(obj: Any, path: str | Path) -> None:
     A failed write (disk full, quota, `ulimit -f`) removes its temporary file and raises one DlfError line naming
     `path` and the cause; the previous file is untouched."""
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    # .<name>.<pid>.<random>.tmp: the pid tells a later run whether the writer is gone (dlf.faults.remove_stale_temps)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.{os.getpid()}.", suffix=".tmp", dir=path.parent)
     try:
-        with os.fdopen(fd, "wb") as f:
+        with atomic_write(path) as f:
             _torch_save(obj, f)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)  # atomic on POSIX (same file system)
-    except BaseException as e:
-        try:
-            os.unlink(tmp)
-        except OSError:
-            pass
-        if isinstance(e, OSError):
-            kept = f"; the previous {path.name} is kept" if path.exists() else ""
-            raise write_failed(path, e, kept) from e
-        raise
-    try:  # make the rename itself durable
-        dfd = os.open(path.parent, os.O_RDONLY)
-        try:
-            os.fsync(dfd)
-        finally:
-            os.close(dfd)
-    except OSError:  # pragma: no cover - some file systems refuse fsync on folders
-        pass
+    except OSError as e:
+        kept = f"; the previous {path.name} is kept" if path.exists() else ""
+        raise write_failed(path, e, kept) from e
 
 
 def _atomic_checkpoint_io() -> type:

@@ -296,7 +296,8 @@ def write_result(output_dir, cfg: DictConfig, status: str, error: str | None, ou
     is recorded as null (the status says why). The contract between a job and its sweep (dlf.tools.compare)."""
     import json
     import math
-    import tempfile
+
+    from dlf.faults import atomic_write_text
 
     def num(v):
         return float(v) if v is not None and math.isfinite(v) else None
@@ -307,9 +308,4 @@ def write_result(output_dir, cfg: DictConfig, status: str, error: str | None, ou
             "test": {k: num(v) for k, v in (outcome.test or {}).items()}, "wall_s": round(wall_s, 3),
             "overrides": [str(o) for o in overrides]}
     path = Path(output_dir) / "result.json"
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    with os.fdopen(fd, "w") as f:
-        json.dump(data, f, indent=2)
-        f.write("\n")
-    os.replace(tmp, path)
+    atomic_write_text(path, json.dumps(data, indent=2) + "\n")

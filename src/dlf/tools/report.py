@@ -24,6 +24,7 @@ from pathlib import Path
 from hydra.experimental.callback import Callback
 from omegaconf import DictConfig, OmegaConf
 
+from dlf.faults import atomic_write_text
 from dlf.tools.events import read_scalars
 
 STAGES = ("train", "val")  # the curves drawn: train/<name> and val/<name> of a metric on one chart
@@ -69,10 +70,7 @@ def page(title: str, sections: list[tuple[str, str]]) -> str:
 
 def write(path: Path, text: str) -> Path:
     """Written whole or not at all (a temp file renamed)."""
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    tmp.write_text(text, encoding="utf-8")
-    os.replace(tmp, path)
-    return path
+    return atomic_write_text(path, text)
 
 
 # ------------------------------------------------------------------------------------------------------------- curves

@@ -16,6 +16,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 
 from dlf.errors import DlfError
+from dlf.faults import atomic_write, atomic_write_text
 from dlf.zoo import store
 from dlf.zoo.entries import ENTRIES, SEED
 
@@ -55,8 +56,8 @@ def ship_weights(name: str, run_dir: Path) -> Path:
             if k in ckpt}
     keep["state_dict"] = {k: v.contiguous().clone() for k, v in keep["state_dict"].items()}
     path = store.store_dir() / f"{name}.ckpt"
-    store.store_dir().mkdir(parents=True, exist_ok=True)
-    torch.save(keep, path)
+    with atomic_write(path) as f:  # a killed `dlf-zoo train` leaves the shipped file as it was
+        torch.save(keep, f)
     return path
 
 
@@ -145,7 +146,7 @@ def write_card(name: str, run_dir: Path, weights: Path) -> dict:
             "commit": commit(), "date": datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M UTC"), "versions": versions(),
             "licence": {"weights": "MIT (dlf's own licence)", "data": entry.data_licence}, "data_config": data_cfg,
             "shipped": True}
-    (store.store_dir() / f"{name}.json").write_text(json.dumps(card, indent=1) + "\n")
+    atomic_write_text(store.store_dir() / f"{name}.json", json.dumps(card, indent=1) + "\n")
     return card
 
 
